@@ -1,0 +1,49 @@
+"""Constants: the config entry format shared by the flow and the coordinators."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+DOMAIN: Final = "mail_relay"
+LOGGER = logging.getLogger(__package__)
+
+EVENT_NEW_MAIL: Final = "mail_relay_new_mail"
+
+# Entry data (connection settings; the password is CONF_PASSWORD from HA).
+CONF_EMAIL: Final = "email"
+CONF_PROTOCOL: Final = "protocol"  # "imap" or "pop3"
+CONF_INCOMING_HOST: Final = "incoming_host"
+CONF_INCOMING_PORT: Final = "incoming_port"
+CONF_INCOMING_SECURITY: Final = "incoming_security"  # mail.models.Security
+CONF_INCOMING_USERNAME: Final = "incoming_username"
+CONF_SMTP_HOST: Final = "smtp_host"  # absent or None: no SMTP, no notify entity
+CONF_SMTP_PORT: Final = "smtp_port"
+CONF_SMTP_SECURITY: Final = "smtp_security"
+CONF_SMTP_USERNAME: Final = "smtp_username"  # empty: send without AUTH
+CONF_VERIFY_SSL: Final = "verify_ssl"
+CONF_PROVIDER: Final = "provider"  # preset id, when a preset matched
+CONF_SOURCE: Final = "source"  # where the settings came from
+
+# Options.
+CONF_FOLDER: Final = "folder"
+CONF_PUSH: Final = "push"
+CONF_POLL_INTERVAL: Final = "poll_interval"  # seconds
+CONF_TEXT_LIMIT: Final = "text_limit"  # characters of body text in events
+CONF_MARK_SEEN: Final = "mark_seen"
+CONF_INCLUDE_HEADERS: Final = "include_headers"
+CONF_CATCHUP_HOURS: Final = "catchup_hours"
+CONF_RETENTION: Final = "retention"  # "keep", "delete", "days"
+CONF_RETENTION_DAYS: Final = "retention_days"
+CONF_RECIPIENTS: Final = "recipients"  # default notify recipients
+CONF_SENDER_NAME: Final = "sender_name"
+
+DEFAULT_FOLDER: Final = "INBOX"
+DEFAULT_PUSH: Final = True
+DEFAULT_IMAP_POLL_INTERVAL: Final = 300
+DEFAULT_POP3_POLL_INTERVAL: Final = 300
+MIN_POLL_INTERVAL: Final = 30
+DEFAULT_TEXT_LIMIT: Final = 2048
+DEFAULT_CATCHUP_HOURS: Final = 24
+DEFAULT_RETENTION: Final = "keep"
+DEFAULT_RETENTION_DAYS: Final = 14

@@ -1,0 +1,22 @@
+"""Typed runtime data stored on the config entry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homeassistant.config_entries import ConfigEntry
+
+from .mail.models import Protocol, ServerSettings
+
+
+@dataclass
+class MailRelayData:
+    """What a loaded entry holds for its platforms and actions."""
+
+    email: str
+    protocol: Protocol
+    incoming: ServerSettings
+    smtp: ServerSettings | None
+
+
+type MailRelayConfigEntry = ConfigEntry[MailRelayData]

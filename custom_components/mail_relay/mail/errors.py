@@ -1,0 +1,58 @@
+"""One exception hierarchy for every protocol, so callers map errors once."""
+
+from __future__ import annotations
+
+
+class MailError(Exception):
+    """Base of every error the mail core raises."""
+
+
+class ConnectError(MailError):
+    """The server could not be reached, or dropped the connection."""
+
+
+class MailTimeoutError(ConnectError):
+    """The server did not answer in time."""
+
+
+class TlsError(ConnectError):
+    """The TLS handshake failed."""
+
+
+class CertificateError(TlsError):
+    """The server's certificate is not trusted (self-signed, expired, wrong name)."""
+
+
+class StartTlsUnavailableError(TlsError):
+    """STARTTLS/STLS was required but the server does not offer it.
+
+    Raised before any credential is sent: we fail closed, never fall back to
+    clear text.
+    """
+
+
+class AuthError(MailError):
+    """The server refused the credentials."""
+
+
+class OAuthRequiredError(AuthError):
+    """The provider accepts only OAuth2 (passwords are refused)."""
+
+
+class ProtocolError(MailError):
+    """The server answered something we cannot use."""
+
+
+class MessageError(MailError, ValueError):
+    """An outgoing message is invalid (bad address, header injection, ...)."""
+
+
+class SendError(MailError):
+    """The SMTP server refused a message; carries its reply."""
+
+    def __init__(self, code: int, reply: str, *, permanent: bool) -> None:
+        """Keep the server's code and text for the user."""
+        super().__init__(f"{code} {reply}")
+        self.code = code
+        self.reply = reply
+        self.permanent = permanent

@@ -1,0 +1,19 @@
+"""Real mail servers for tests and for ``scripts/develop``.
+
+Dovecot (IMAP, IMAPS, POP3, POP3S, LMTP) runs from a generated configuration in a
+temporary directory, and aiosmtpd provides SMTP in three modes. Everything binds
+127.0.0.1 on free ports and is torn down by ``stop()``.
+"""
+
+from .certs import TestCertificate, make_certificate
+from .dovecot import DovecotServer, MailUser
+from .smtp import ReceivedMessage, SmtpServer
+
+__all__ = [
+    "DovecotServer",
+    "MailUser",
+    "ReceivedMessage",
+    "SmtpServer",
+    "TestCertificate",
+    "make_certificate",
+]

@@ -1,0 +1,294 @@
+"""Dovecot started from a generated configuration in a temporary directory."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import secrets
+import shutil
+import smtplib
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+from .certs import TestCertificate
+from .ports import free_port, is_listening, wait_for_port
+from .smtp import ReceivedMessage
+
+DOMAIN = "mailrelay.test"
+DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
+
+
+@dataclass(frozen=True)
+class MailUser:
+    """A mailbox on the test server; the login is the full address."""
+
+    address: str
+    password: str
+
+    @property
+    def username(self) -> str:
+        """Return the login name (the full address)."""
+        return self.address
+
+
+def make_message(
+    subject: str = "Test message",
+    body: str = "Hello from the test server.",
+    sender: str = "sender@example.org",
+    to: str = "user@mailrelay.test",
+) -> bytes:
+    """Build a small, well-formed message."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{secrets.token_hex(8)}@example.org>"
+    msg.set_content(body)
+    return msg.as_bytes()
+
+
+class DovecotServer:
+    """One Dovecot instance: IMAP(+STARTTLS), IMAPS, POP3(+STLS), POP3S and LMTP.
+
+    With ``tls=False`` the server offers neither STARTTLS/STLS nor the implicit-TLS
+    ports, which is how tests prove that a STARTTLS account fails closed.
+    """
+
+    def __init__(
+        self,
+        cert: TestCertificate,
+        *,
+        tls: bool = True,
+        ports: dict[str, int] | None = None,
+    ) -> None:
+        """Prepare the configuration; ``start()`` runs the server.
+
+        The files live in a directory of their own under the system temp dir,
+        readable by the unprivileged user Dovecot delivers mail as when we are
+        root (pytest's tmp dirs are private to root); ``cleanup()`` removes it.
+        """
+        self.directory = Path(tempfile.mkdtemp(prefix="mailrelay-dovecot-"))
+        self.cert = cert
+        self.tls = tls
+        self.host = "127.0.0.1"
+        fixed = ports or {}
+        self.imap_port = fixed.get("imap") or free_port()
+        self.pop3_port = fixed.get("pop3") or free_port()
+        self.lmtp_port = fixed.get("lmtp") or free_port()
+        self.imaps_port = (fixed.get("imaps") or free_port()) if tls else 0
+        self.pop3s_port = (fixed.get("pop3s") or free_port()) if tls else 0
+        self._process: subprocess.Popen[bytes] | None = None
+        # One passwd-file per user, named after the login: Dovecot rereads a
+        # single shared file only when its mtime changes, which misses users
+        # added within the same second.
+        self._users_dir = self.directory / "users"
+        self.directory.chmod(0o755)
+        if os.getuid() == 0:
+            mail_user = pwd.getpwnam("dovecot")
+            self._mail_uid, self._mail_gid = mail_user.pw_uid, mail_user.pw_gid
+        else:
+            self._mail_uid, self._mail_gid = os.getuid(), os.getgid()
+        home = self.directory / "home"
+        home.mkdir()
+        os.chown(home, self._mail_uid, self._mail_gid)
+        self._users_dir.mkdir()
+        self._config = self.directory / "dovecot.conf"
+        self._config.write_text(self._render_config())
+
+    # -- configuration -------------------------------------------------
+
+    def _render_config(self) -> str:
+        me = pwd.getpwuid(os.getuid())
+        group = grp.getgrgid(self._mail_gid).gr_name
+        if os.getuid() == 0:
+            login_user, internal_user = "dovenull", "dovecot"
+        else:
+            login_user = internal_user = me.pw_name
+        d = self.directory
+        dh = Path("/usr/share/dovecot/dh.pem")
+        if self.tls:
+            ssl_lines = (
+                f"ssl = yes\nssl_cert = <{self.cert.cert}\nssl_key = <{self.cert.key}\n"
+            )
+            if dh.exists():
+                ssl_lines += f"ssl_dh = <{dh}\n"
+        else:
+            ssl_lines = "ssl = no\n"
+        return f"""
+base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+instance_name = mailrelay-test-{self.imap_port}
+protocols = imap pop3 lmtp
+listen = 127.0.0.1
+default_login_user = {login_user}
+default_internal_user = {internal_user}
+stats_writer_socket_path =
+first_valid_uid = 1
+first_valid_gid = 1
+{ssl_lines}
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:~/Maildir
+mail_fsync = never
+pop3_uidl_format = %08Xu%08Xv
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {self._users_dir}/%u
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%u {self._users_dir}/%u
+  default_fields = uid={self._mail_uid} gid={self._mail_gid} home={d}/home/%u
+}}
+mail_privileged_group = {group}
+service imap-login {{
+  inet_listener imap {{
+    port = {self.imap_port}
+  }}
+  inet_listener imaps {{
+    port = {self.imaps_port}
+    ssl = yes
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {self.pop3_port}
+  }}
+  inet_listener pop3s {{
+    port = {self.pop3s_port}
+    ssl = yes
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    port = {self.lmtp_port}
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+# The passwd-file sits in a private temp dir: read it as the running user.
+service auth {{
+  user = {me.pw_name}
+}}
+service auth-worker {{
+  user = {me.pw_name}
+}}
+"""
+
+    # -- lifecycle -----------------------------------------------------
+
+    def start(self) -> None:
+        """Start Dovecot in the foreground and wait until every port answers."""
+        self._process = subprocess.Popen(
+            [DOVECOT, "-F", "-c", str(self._config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            for port in self.ports():
+                wait_for_port(port)
+        except TimeoutError:
+            self.stop()
+            log = self.directory / "dovecot.log"
+            detail = log.read_text() if log.exists() else ""
+            raise RuntimeError(f"Dovecot did not start:\n{detail}") from None
+
+    def ports(self) -> list[int]:
+        """Return every port this server listens on."""
+        ports = [self.imap_port, self.pop3_port, self.lmtp_port]
+        if self.tls:
+            ports += [self.imaps_port, self.pop3s_port]
+        return ports
+
+    def stop(self) -> None:
+        """Stop Dovecot and wait for all of its processes to exit."""
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        if self._process.stderr is not None:
+            self._process.stderr.close()
+        self._process = None
+        # Child processes leave with the master; make sure the ports are free
+        # before a restart binds them again.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(
+            is_listening(p) for p in self.ports()
+        ):
+            time.sleep(0.05)
+
+    def cleanup(self) -> None:
+        """Stop and delete every file the server wrote."""
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def restart(self) -> None:
+        """Stop and start again on the same ports, keeping all mail."""
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        """Return whether the master process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    # -- users and mail ------------------------------------------------
+
+    def add_user(
+        self, local_part: str | None = None, password: str | None = None
+    ) -> MailUser:
+        """Create a new, empty mailbox; Dovecot rereads the passwd-file by itself."""
+        local = local_part or f"user-{secrets.token_hex(4)}"
+        user = MailUser(f"{local}@{DOMAIN}", password or secrets.token_urlsafe(12))
+        (self._users_dir / user.address).write_text(
+            f"{user.address}:{user.password}::::::\n"
+        )
+        return user
+
+    def maildir(self, user: MailUser) -> Path:
+        """Return the user's Maildir (it exists once mail was delivered)."""
+        return self.directory / "home" / user.address / "Maildir"
+
+    def deliver(
+        self,
+        user: MailUser,
+        messages: list[bytes] | bytes,
+        sender: str = "sender@example.org",
+    ) -> None:
+        """Deliver messages through LMTP, as a real MTA would, in one session."""
+        if isinstance(messages, bytes):
+            messages = [messages]
+        with smtplib.LMTP(self.host, self.lmtp_port, timeout=30) as lmtp:
+            for message in messages:
+                lmtp.sendmail(sender, [user.address], message)
+
+    def relay_to_lmtp(self, message: ReceivedMessage) -> None:
+        """Hand a message the SMTP server accepted to its local recipients."""
+        recipients = [
+            rcpt for rcpt in message.rcpt_tos if (self._users_dir / rcpt).is_file()
+        ]
+        if recipients:
+            with smtplib.LMTP(self.host, self.lmtp_port, timeout=30) as lmtp:
+                lmtp.sendmail(message.mail_from, recipients, message.data)
+
+    def message_count(self, user: MailUser) -> int:
+        """Count the messages in the user's INBOX on disk."""
+        root = self.maildir(user)
+        return sum(
+            1
+            for sub in ("new", "cur")
+            if (root / sub).exists()
+            for _ in (root / sub).iterdir()
+        )

@@ -1,0 +1,198 @@
+"""aiosmtpd servers: submission (STARTTLS + AUTH), implicit TLS, and plain."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from .certs import TestCertificate
+from .ports import free_port
+
+MODES = ("starttls", "ssl", "plain")
+
+# The implicit-TLS listener is TLS from the first byte; aiosmtpd cannot tell and
+# warns about AUTH without STARTTLS on every connection.
+warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
+
+
+@dataclass
+class ReceivedMessage:
+    """One message the server accepted."""
+
+    mode: str
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+    login: str | None
+
+    def parsed(self) -> EmailMessage:
+        """Parse the raw data back into a message."""
+        msg = message_from_bytes(self.data, policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        return msg
+
+
+@dataclass
+class _Handler:
+    server: SmtpServer
+    mode: str
+
+    async def handle_DATA(
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        with self.server.lock:
+            if self.server.replies:
+                reply = self.server.replies.pop(0)
+                if reply is not None:
+                    return reply
+            self.server.connections.add(id(session))
+        data = envelope.original_content or b""
+        login = (
+            session.auth_data.decode() if isinstance(session.auth_data, bytes) else None
+        )
+        received = ReceivedMessage(
+            self.mode, envelope.mail_from or "", list(envelope.rcpt_tos), data, login
+        )
+        with self.server.lock:
+            self.server.messages.append(received)
+        if self.server.relay is not None:
+            self.server.relay(received)
+        return "250 Message accepted for delivery"
+
+
+class SmtpServer:
+    """Three aiosmtpd listeners sharing one user list and one message log.
+
+    ``replies`` is a queue of canned DATA replies ("550 ...", "421 ..."); ``None``
+    entries mean "accept normally". ``relay`` is called for every accepted message
+    (the fixtures hand it to Dovecot's LMTP).
+    """
+
+    def __init__(
+        self, cert: TestCertificate, ports: dict[str, int] | None = None
+    ) -> None:
+        """Choose ports; ``start()`` runs the listeners."""
+        self.cert = cert
+        self.host = "127.0.0.1"
+        fixed = ports or {}
+        self.ports = {mode: fixed.get(mode) or free_port() for mode in MODES}
+        self.users: dict[str, str] = {}
+        self.messages: list[ReceivedMessage] = []
+        self.replies: list[str | None] = []
+        self.connections: set[int] = set()
+        self.relay: Callable[[ReceivedMessage], None] | None = None
+        self.lock = threading.Lock()
+        self._controllers: list[Controller] = []
+
+    @property
+    def starttls_port(self) -> int:
+        """Submission port (STARTTLS required before AUTH)."""
+        return self.ports["starttls"]
+
+    @property
+    def ssl_port(self) -> int:
+        """Implicit-TLS port."""
+        return self.ports["ssl"]
+
+    @property
+    def plain_port(self) -> int:
+        """Clear-text port (AUTH allowed without TLS)."""
+        return self.ports["plain"]
+
+    def add_user(self, login: str, password: str) -> None:
+        """Accept these credentials for AUTH."""
+        self.users[login] = password
+
+    def _authenticate(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        mechanism: str,
+        auth_data: Any,
+    ) -> AuthResult:
+        if isinstance(auth_data, LoginPassword):
+            login = auth_data.login.decode()
+            if self.users.get(login) == auth_data.password.decode():
+                return AuthResult(success=True, auth_data=auth_data.login)
+        return AuthResult(success=False, handled=False)
+
+    def start(self) -> None:
+        """Start the three listeners in aiosmtpd's own thread each."""
+        tls = self.cert.server_context()
+        # aiosmtpd's readiness probe wraps its client socket with the server's
+        # own context, so implicit TLS needs a context usable on both sides.
+        both_sides = self.cert.dual_context()
+        common: dict[str, Any] = {
+            "hostname": self.host,
+            "authenticator": self._authenticate,
+            "auth_exclude_mechanism": ["CRAM-MD5"],
+            "data_size_limit": 60 * 1024 * 1024,
+        }
+        configs: dict[str, dict[str, Any]] = {
+            "starttls": {
+                "tls_context": tls,
+                "require_starttls": True,
+                "auth_required": True,
+            },
+            # The whole session is TLS here, but aiosmtpd only knows about
+            # STARTTLS; tell it not to hide AUTH.
+            "ssl": {
+                "ssl_context": both_sides,
+                "auth_required": True,
+                "auth_require_tls": False,
+            },
+            "plain": {"auth_require_tls": False, "auth_required": False},
+        }
+        for mode, extra in configs.items():
+            controller = Controller(
+                _Handler(self, mode),
+                port=self.ports[mode],
+                server_hostname="localhost",
+                **common,
+                **extra,
+            )
+            controller.start()
+            self._controllers.append(controller)
+
+    def stop(self) -> None:
+        """Stop every listener."""
+        for controller in self._controllers:
+            controller.stop()
+        self._controllers.clear()
+
+    def received_by(self, address: str) -> list[ReceivedMessage]:
+        """Return the messages with this recipient."""
+        with self.lock:
+            return [m for m in self.messages if address in m.rcpt_tos]
+
+
+def smtp_send(
+    server: SmtpServer, mode: str, login: str, password: str, message: bytes, to: str
+) -> None:
+    """Send one message with the standard library (used to prove the fixtures)."""
+    ctx: ssl.SSLContext = server.cert.client_context()
+    port = server.ports[mode]
+    client: smtplib.SMTP
+    if mode == "ssl":
+        client = smtplib.SMTP_SSL(server.host, port, context=ctx, timeout=10)
+    else:
+        client = smtplib.SMTP(server.host, port, timeout=10)
+        if mode == "starttls":
+            client.starttls(context=ctx)
+    with client:
+        client.login(login, password)
+        client.sendmail(login, [to], message)
+
+
+__all__ = ["ReceivedMessage", "SmtpServer", "smtp_send"]
