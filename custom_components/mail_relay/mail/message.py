@@ -1,0 +1,441 @@
+"""Raw mail -> the ``mail_relay_new_mail`` event payload (DESIGN.md's contract).
+
+Everything here is tolerant: broken MIME, unknown charsets and truncated bodies
+(IMAP partial fetches, POP3 ``TOP``) still yield an event with what can be read.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import json
+import quopri
+import re
+from dataclasses import asdict, dataclass, field
+from email import message_from_bytes
+from email.header import decode_header
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses, parsedate_to_datetime
+from html.parser import HTMLParser
+from typing import Any
+
+# Home Assistant refuses events whose JSON is larger than this.
+MAX_EVENT_BYTES = 32 * 1024
+# Room left for the fields the integration adds (entry_id, ...).
+EVENT_HEADROOM = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """One attachment as automations see it."""
+
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass(slots=True)
+class MailEvent:
+    """The payload of one new message (without ``entry_id``, added by the host)."""
+
+    account: str
+    protocol: str
+    folder: str
+    uid: str
+    uidvalidity: int | None
+    message_id: str | None
+    date: str | None
+    sender: str | None
+    sender_name: str | None
+    to: list[str]
+    cc: list[str]
+    reply_to: str | None
+    subject: str
+    text: str
+    size: int | None
+    attachments: list[Attachment] = field(default_factory=list)
+    sender_verified: bool = False
+    authentication: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, list[str]] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the event data, JSON-serialisable."""
+        data = asdict(self)
+        if data["headers"] is None:
+            del data["headers"]
+        return data
+
+
+# -- headers ---------------------------------------------------------------
+
+
+def _decode_bytes(data: bytes, charset: str | None) -> str:
+    """Decode with the declared charset, falling back instead of failing."""
+    for candidate in (charset, "utf-8"):
+        if not candidate:
+            continue
+        try:
+            codecs.lookup(candidate)
+            return data.decode(candidate)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    # Latin-1 never fails; a wrong guess beats losing the text.
+    return data.decode("latin-1")
+
+
+def decode_header_value(value: str | None) -> str:
+    """Decode RFC 2047 encoded-words; unknown charsets degrade, never raise."""
+    if not value:
+        return ""
+    raw = str(value)
+    try:
+        parts = decode_header(raw)
+    except (ValueError, binascii.Error, AssertionError):
+        return _unfold(raw)
+    out: list[str] = []
+    for chunk, charset in parts:
+        if isinstance(chunk, bytes):
+            out.append(_decode_bytes(chunk, charset))
+        else:
+            out.append(chunk)
+    return _unfold("".join(out))
+
+
+def _unfold(value: str) -> str:
+    return re.sub(r"\r?\n[ \t]*", " ", value).strip()
+
+
+def _addresses(values: list[str]) -> list[tuple[str, str]]:
+    """Return (display name, lower-case address) pairs."""
+    decoded = [decode_header_value(v) for v in values if v]
+    pairs = getaddresses(decoded)
+    return [
+        (name.strip(), addr.strip().lower()) for name, addr in pairs if addr.strip()
+    ]
+
+
+def _iso_date(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).isoformat()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+# -- Authentication-Results (RFC 8601) -----------------------------------------
+
+_RESULT = re.compile(r"\b(spf|dkim|dmarc)\s*=\s*([a-z]+)", re.IGNORECASE)
+_PROP = re.compile(
+    r"\b(header\.d|header\.i|header\.from|smtp\.mailfrom)\s*=\s*([^\s;]+)",
+    re.IGNORECASE,
+)
+
+
+def _aligned(domain: str, from_domain: str) -> bool:
+    """Relaxed alignment: same domain, or one a subdomain of the other."""
+    domain, from_domain = domain.lower().lstrip("@"), from_domain.lower()
+    if "@" in domain:
+        domain = domain.rsplit("@", 1)[1]
+    return (
+        domain == from_domain
+        or from_domain.endswith("." + domain)
+        or domain.endswith("." + from_domain)
+    )
+
+
+def authentication_results(
+    value: str | None, from_domain: str | None
+) -> tuple[dict[str, Any], bool]:
+    """Read the receiving server's Authentication-Results header.
+
+    Only the topmost header counts (the one our own server added); deeper ones
+    may have been written by the sender. Returns the results and whether the
+    From domain is verified: DMARC pass, or a DKIM pass aligned with From.
+    """
+    if not value:
+        return {}, False
+    text = decode_header_value(value)
+    results: dict[str, Any] = {}
+    dkim_domains: list[str] = []
+    verified = False
+    # Each method clause is separated by ';' (the first clause is the authserv-id).
+    clauses = text.split(";")
+    results["server"] = clauses[0].strip().split()[0] if clauses[0].strip() else ""
+    for clause in clauses[1:]:
+        match = _RESULT.search(clause)
+        if not match:
+            continue
+        method, result = match.group(1).lower(), match.group(2).lower()
+        results.setdefault(method, result)
+        props = {k.lower(): v.strip("\"'<>") for k, v in _PROP.findall(clause)}
+        if method == "dkim" and result == "pass":
+            domain = props.get("header.d") or props.get("header.i", "")
+            if domain:
+                dkim_domains.append(domain.lower())
+                if from_domain and _aligned(domain, from_domain):
+                    verified = True
+                    results["dkim"] = "pass"
+        if method == "dmarc" and result == "pass":
+            verified = True
+    if dkim_domains:
+        results["dkim_domains"] = dkim_domains
+    return results, verified
+
+
+# -- bodies --------------------------------------------------------------------
+
+
+class _HtmlText(HTMLParser):
+    """Collect the readable text of an HTML document."""
+
+    BLOCK = frozenset(
+        {
+            "p",
+            "div",
+            "br",
+            "li",
+            "tr",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "table",
+            "ul",
+            "ol",
+            "blockquote",
+            "hr",
+        }
+    )
+    SKIP = frozenset({"script", "style", "head", "title"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.SKIP:
+            self._skip += 1
+        elif tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.SKIP and self._skip:
+            self._skip -= 1
+        elif tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Turn HTML into plain text with paragraph breaks kept."""
+    parser = _HtmlText()
+    try:
+        parser.feed(html)
+        parser.close()
+    except AssertionError:  # pragma: no cover - HTMLParser is very lenient
+        pass
+    text = "".join(parser.parts)
+    lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def decode_transfer(data: bytes, encoding: str | None) -> bytes:
+    """Undo a Content-Transfer-Encoding, accepting truncated input."""
+    enc = (encoding or "").strip().lower()
+    if enc == "base64":
+        compact = re.sub(rb"[^A-Za-z0-9+/=]", b"", data)
+        compact = compact[: len(compact) - len(compact) % 4]
+        try:
+            return base64.b64decode(compact)
+        except binascii.Error:
+            return b""
+    if enc == "quoted-printable":
+        return quopri.decodestring(data)
+    return data
+
+
+def body_text(
+    data: bytes, *, encoding: str | None, charset: str | None, subtype: str
+) -> str:
+    """Decode a (possibly partial) text part; HTML is turned into text."""
+    text = _decode_bytes(decode_transfer(data, encoding), charset)
+    if subtype.lower() == "html":
+        return html_to_text(text)
+    return text.replace("\r\n", "\n").strip()
+
+
+def _walk_message(msg: Message) -> tuple[str, list[Attachment]]:
+    """Find the best text and the attachments of a parsed message."""
+    plain: str | None = None
+    html: str | None = None
+    attachments: list[Attachment] = []
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        ctype = part.get_content_type()
+        filename = part.get_filename()
+        disposition = (
+            (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+        )
+        raw = part.get_payload(decode=False)
+        payload = raw.encode("latin-1", "replace") if isinstance(raw, str) else b""
+        if disposition == "attachment" or (filename and not ctype.startswith("text/")):
+            decoded = decode_transfer(payload, part.get("Content-Transfer-Encoding"))
+            attachments.append(
+                Attachment(
+                    decode_header_value(filename or "") or "unnamed",
+                    ctype,
+                    len(decoded),
+                )
+            )
+            continue
+        if ctype == "text/plain" and plain is None:
+            plain = body_text(
+                payload,
+                encoding=part.get("Content-Transfer-Encoding"),
+                charset=part.get_content_charset(),
+                subtype="plain",
+            )
+        elif ctype == "text/html" and html is None:
+            html = body_text(
+                payload,
+                encoding=part.get("Content-Transfer-Encoding"),
+                charset=part.get_content_charset(),
+                subtype="html",
+            )
+    return (plain if plain else html or ""), attachments
+
+
+# -- building events -------------------------------------------------------
+
+
+def parse_headers(raw: bytes) -> Message:
+    """Parse a header block (or a whole message: the body is ignored)."""
+    return BytesHeaderParser(policy=compat32).parsebytes(raw)
+
+
+def event_from_parts(
+    headers: Message,
+    *,
+    account: str,
+    protocol: str,
+    folder: str,
+    uid: str,
+    uidvalidity: int | None,
+    text: str,
+    size: int | None,
+    attachments: list[Attachment],
+    text_limit: int,
+    include_headers: bool = False,
+    internal_date: str | None = None,
+) -> MailEvent:
+    """Build an event from parsed headers and an already decoded text."""
+    senders = _addresses(headers.get_all("From") or [])
+    sender_name, sender = senders[0] if senders else (None, None)
+    reply = _addresses(headers.get_all("Reply-To") or [])
+    from_domain = sender.rsplit("@", 1)[1] if sender and "@" in sender else None
+    auth, verified = authentication_results(
+        headers.get("Authentication-Results"), from_domain
+    )
+    message_id = decode_header_value(headers.get("Message-ID")) or None
+    event = MailEvent(
+        account=account,
+        protocol=protocol,
+        folder=folder,
+        uid=uid,
+        uidvalidity=uidvalidity,
+        message_id=message_id,
+        date=_iso_date(headers.get("Date")) or internal_date,
+        sender=sender,
+        sender_name=sender_name or None,
+        to=[addr for _, addr in _addresses(headers.get_all("To") or [])],
+        cc=[addr for _, addr in _addresses(headers.get_all("Cc") or [])],
+        reply_to=reply[0][1] if reply else None,
+        subject=decode_header_value(headers.get("Subject")),
+        text=text[:text_limit],
+        size=size,
+        attachments=attachments,
+        sender_verified=verified,
+        authentication=auth,
+        headers=_header_dict(headers) if include_headers else None,
+    )
+    return fit_event(event)
+
+
+def event_from_message(
+    raw: bytes,
+    *,
+    account: str,
+    protocol: str,
+    folder: str,
+    uid: str,
+    uidvalidity: int | None,
+    size: int | None,
+    text_limit: int,
+    include_headers: bool = False,
+) -> MailEvent:
+    """Build an event from a whole or truncated raw message (POP3 ``TOP``)."""
+    msg = message_from_bytes(raw, policy=compat32)
+    text, attachments = _walk_message(msg)
+    return event_from_parts(
+        msg,
+        account=account,
+        protocol=protocol,
+        folder=folder,
+        uid=uid,
+        uidvalidity=uidvalidity,
+        text=text,
+        size=size if size is not None else len(raw),
+        attachments=attachments,
+        text_limit=text_limit,
+        include_headers=include_headers,
+    )
+
+
+def _header_dict(headers: Message) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, value in headers.items():
+        out.setdefault(name.lower(), []).append(decode_header_value(value))
+    return out
+
+
+def _json_size(data: dict[str, Any]) -> int:
+    return len(json.dumps(data, ensure_ascii=False, default=str).encode())
+
+
+def fit_event(
+    event: MailEvent, limit: int = MAX_EVENT_BYTES - EVENT_HEADROOM
+) -> MailEvent:
+    """Keep the event under Home Assistant's limit by shortening ``text``.
+
+    If the rest alone is still too large (huge header sets), headers are cut
+    next; the event itself is never dropped.
+    """
+    size = _json_size(event.as_dict())
+    if size <= limit:
+        return event
+    excess = size - limit
+    encoded = event.text.encode()
+    keep = max(0, len(encoded) - excess - 16)
+    event.text = encoded[:keep].decode(errors="ignore")
+    while _json_size(event.as_dict()) > limit and event.text:
+        event.text = event.text[: len(event.text) * 3 // 4]
+    if _json_size(event.as_dict()) > limit and event.headers:
+        event.headers = {}
+    while _json_size(event.as_dict()) > limit and (
+        event.to or event.cc or event.attachments
+    ):
+        for seq in (event.attachments, event.cc, event.to):
+            if seq:
+                del seq[len(seq) // 2 :]
+    return event
