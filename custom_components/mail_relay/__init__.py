@@ -2,28 +2,44 @@
 
 from __future__ import annotations
 
+from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 
 from .const import CONF_EMAIL, CONF_PROTOCOL
+from .coordinator import MailRelayCoordinator
 from .data import MailRelayConfigEntry, MailRelayData
 from .mail.models import Protocol
 from .settings import incoming_settings, smtp_settings
 
-PLATFORMS: list[str] = []
+PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR]
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: MailRelayConfigEntry) -> bool:
-    """Set up one mail account from its config entry."""
+    """Set up one mail account: connect, then add its entities."""
+    protocol = Protocol(entry.data[CONF_PROTOCOL])
+    incoming = incoming_settings(entry.data)
+    coordinator = MailRelayCoordinator(hass, entry, protocol, incoming)
     entry.runtime_data = MailRelayData(
         email=entry.data[CONF_EMAIL],
-        protocol=Protocol(entry.data[CONF_PROTOCOL]),
-        incoming=incoming_settings(entry.data),
+        protocol=protocol,
+        incoming=incoming,
         smtp=smtp_settings(entry.data),
+        coordinator=coordinator,
     )
+    await coordinator.async_start()
+    entry.async_on_unload(entry.add_update_listener(_async_options_updated))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: MailRelayConfigEntry) -> bool:
-    """Unload an account; its connections close with it."""
-    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    """Unload an account; its connections close and its state is written."""
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    if unloaded and entry.runtime_data.coordinator is not None:
+        await entry.runtime_data.coordinator.async_stop()
+    return unloaded
+
+
+async def _async_options_updated(hass: HomeAssistant, entry: MailRelayConfigEntry) -> None:
+    """Apply new options by reloading the entry."""
+    await hass.config_entries.async_reload(entry.entry_id)

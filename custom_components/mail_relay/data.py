@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from homeassistant.config_entries import ConfigEntry
 
 from .mail.models import Protocol, ServerSettings
+
+if TYPE_CHECKING:
+    from .coordinator import MailRelayCoordinator
 
 
 @dataclass
@@ -17,6 +21,7 @@ class MailRelayData:
     protocol: Protocol
     incoming: ServerSettings
     smtp: ServerSettings | None
+    coordinator: MailRelayCoordinator | None = None
 
 
 type MailRelayConfigEntry = ConfigEntry[MailRelayData]
