@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers.typing import ConfigType
 
-from .const import CONF_EMAIL, CONF_PROTOCOL
+from .const import CONF_EMAIL, CONF_PROTOCOL, DOMAIN
 from .coordinator import MailRelayCoordinator
 from .data import MailRelayConfigEntry, MailRelayData
+from .mailbox_actions import async_setup_mailbox_actions
 from .mail.models import Protocol
 from .settings import incoming_settings, smtp_settings
 
 PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the actions once, whatever the number of accounts."""
+    async_setup_mailbox_actions(hass)
+    return True
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: MailRelayConfigEntry) -> bool:
