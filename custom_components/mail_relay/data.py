@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from homeassistant.config_entries import ConfigEntry
 
 from .mail.models import Protocol, ServerSettings
+from .mail.smtp import SmtpSender
 
 
 @dataclass
@@ -17,6 +18,8 @@ class MailRelayData:
     protocol: Protocol
     incoming: ServerSettings
     smtp: ServerSettings | None
+    # One sender per account, so bursts of notifications share a connection.
+    sender: SmtpSender | None = None
 
 
 type MailRelayConfigEntry = ConfigEntry[MailRelayData]
