@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from homeassistant.config_entries import ConfigEntry
 
 from .mail.models import Protocol, ServerSettings
+from .mail.smtp import SmtpSender
 
 if TYPE_CHECKING:
     from .coordinator import MailRelayCoordinator
@@ -22,6 +23,8 @@ class MailRelayData:
     incoming: ServerSettings
     smtp: ServerSettings | None
     coordinator: MailRelayCoordinator | None = None
+    # One sender per account, so bursts of notifications share a connection.
+    sender: SmtpSender | None = None
 
 
 type MailRelayConfigEntry = ConfigEntry[MailRelayData]
