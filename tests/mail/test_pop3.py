@@ -365,6 +365,17 @@ async def test_untrusted_certificate_is_refused(
             await poller.poll_once(Recorder())
     assert log_lines(dovecot, f"Login: user=<{mail_user.address}>") == []
 
+    # Unless the user turned verification off for this account.
+    unverified = ServerSettings(
+        dovecot.host,
+        dovecot.pop3s_port,
+        Security.SSL,
+        mail_user.username,
+        mail_user.password,
+        verify_tls=False,
+    )
+    await Pop3Poller(unverified, account="a", state=None).check_login()
+
 
 async def test_check_login(
     dovecot: DovecotServer, mail_user: MailUser, trust_test_cert: Path

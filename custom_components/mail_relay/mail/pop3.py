@@ -346,7 +346,9 @@ class Pop3Poller:
     """Polls one POP3 maildrop; the host schedules :meth:`poll_once`.
 
     :attr:`state` is updated in place as messages are reported, so the host
-    can persist it after each poll, whether the poll succeeded or not.
+    can persist it after each poll, whether the poll succeeded or not, except
+    while :attr:`baseline_pending` is true (first setup, no poll has listed the
+    maildrop yet): an empty state saved then would later report old mail.
     """
 
     def __init__(
@@ -440,7 +442,8 @@ class Pop3Poller:
             event = await self._call(client, partial(self._fetch, client, number, uidl))
             await on_message(event)
             # Recorded only now: a failure above reports the message again.
-            seen[uidl] = self._clock()
+            # (Never at or below BASELINE, whatever the clock says.)
+            seen[uidl] = max(self._clock(), BASELINE + 1)
 
         doomed = self._to_delete(listing)
         if doomed:
