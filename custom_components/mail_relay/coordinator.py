@@ -294,6 +294,9 @@ class MailRelayCoordinator:
 
     def _save_pop3(self) -> None:
         assert self._poller is not None
+        if self._poller.baseline_pending:
+            # An empty saved set would report all old mail after a restart.
+            return
         self._stored["pop3"] = asdict(self._poller.state)
         self.store.async_delay_save(lambda: self._stored, STORE_SAVE_DELAY)
 
