@@ -77,6 +77,7 @@ from .mail.errors import (
     MailError,
     MailTimeoutError,
     OAuthRequiredError,
+    ProtocolError,
     StartTlsUnavailableError,
 )
 from .mail.models import Protocol, Security, ServerSettings
@@ -87,6 +88,7 @@ from .settings import incoming_settings, smtp_settings
 _LOGGER = logging.getLogger(__name__)
 
 CONF_EDIT = "edit"
+LOGIN_TIMEOUT = 15.0  # seconds per network step of the login test
 RETENTIONS = ("keep", "delete", "days")
 _SECURITIES = [s.value for s in Security]
 
@@ -196,6 +198,7 @@ def _error_key(err: MailError) -> str:
         (CertificateError, "tls_error"),
         (StartTlsUnavailableError, "starttls_unavailable"),
         (MailTimeoutError, "timeout"),
+        (ProtocolError, "unknown"),
     ):
         if isinstance(err, kind):
             return key
@@ -254,16 +257,13 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
             servers.append((smtp, Protocol.SMTP))
         for settings, protocol in servers:
             try:
-                await test_login(settings, protocol)
+                await test_login(settings, protocol, io_timeout=LOGIN_TIMEOUT)
             except MailError as err:
                 _LOGGER.debug("Login test to %s failed: %r", settings.host, err)
                 key = _error_key(err)
                 if key == "tls_error":
                     self._show_verify = True
                 return {"base": key}
-            except Exception:
-                _LOGGER.exception("Unexpected error testing %s", settings.host)
-                return {"base": "unknown"}
         return {}
 
     def _uses_clear_text(self) -> bool:
