@@ -12,7 +12,6 @@ from .coordinator import MailRelayCoordinator
 from .data import MailRelayConfigEntry, MailRelayData
 from .mail.models import Protocol
 from .mail.smtp import SmtpSender
-from .mailbox_actions import async_setup_mailbox_actions
 from .services import async_setup_services
 from .settings import incoming_settings, smtp_settings
 
@@ -30,7 +29,6 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Register the actions once, whatever the number of accounts."""
     async_setup_services(hass)
-    async_setup_mailbox_actions(hass)
     return True
 
 
@@ -74,6 +72,8 @@ async def async_unload_entry(hass: HomeAssistant, entry: MailRelayConfigEntry) -
     return unloaded
 
 
-async def _async_options_updated(hass: HomeAssistant, entry: MailRelayConfigEntry) -> None:
+async def _async_options_updated(
+    hass: HomeAssistant, entry: MailRelayConfigEntry
+) -> None:
     """Apply new options by reloading the entry."""
     await hass.config_entries.async_reload(entry.entry_id)

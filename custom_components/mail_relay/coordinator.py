@@ -178,13 +178,17 @@ class MailRelayCoordinator:
         saved = self._stored.get("imap")
         if not saved or saved.get("folder") != self.folder:
             return None, None
-        state = FolderState(uidvalidity=saved["uidvalidity"], last_uid=saved["last_uid"])
+        state = FolderState(
+            uidvalidity=saved["uidvalidity"], last_uid=saved["last_uid"]
+        )
         hours = self.options.get(CONF_CATCHUP_HOURS, DEFAULT_CATCHUP_HOURS)
         return state, dt_util.utcnow() - timedelta(hours=hours)
 
     async def _start_imap(self) -> None:
         state, catchup_since = self._imap_state()
-        interval = float(self.options.get(CONF_POLL_INTERVAL, DEFAULT_IMAP_POLL_INTERVAL))
+        interval = float(
+            self.options.get(CONF_POLL_INTERVAL, DEFAULT_IMAP_POLL_INTERVAL)
+        )
         self._watcher = ImapWatcher(
             self.incoming,
             account=self.account,
@@ -243,7 +247,9 @@ class MailRelayCoordinator:
             account=self.account,
             state=Pop3State(seen=dict(saved["seen"])) if saved else None,
             retention=Retention(self.options.get(CONF_RETENTION, DEFAULT_RETENTION)),
-            retention_days=self.options.get(CONF_RETENTION_DAYS, DEFAULT_RETENTION_DAYS),
+            retention_days=self.options.get(
+                CONF_RETENTION_DAYS, DEFAULT_RETENTION_DAYS
+            ),
             text_limit=self.options.get(CONF_TEXT_LIMIT, DEFAULT_TEXT_LIMIT),
             include_headers=self.options.get(CONF_INCLUDE_HEADERS, False),
             ssl_context=self._ssl_context,
@@ -284,7 +290,9 @@ class MailRelayCoordinator:
                     return
                 delay = min(POP3_BACKOFF_MAX, 2 ** (self._poll_failures - 1))
                 self._retry_cancel = async_call_later(
-                    self.hass, delay * random.uniform(0.8, 1.2), self._async_scheduled_poll
+                    self.hass,
+                    delay * random.uniform(0.8, 1.2),
+                    self._async_scheduled_poll,
                 )
                 return
             self._poll_failures = 0
@@ -320,7 +328,9 @@ class MailRelayCoordinator:
             )
             self._was_lost = True
         elif connected and not self.connected and self._was_lost:
-            LOGGER.info("%s: connection to %s is back", self.account, self.incoming.host)
+            LOGGER.info(
+                "%s: connection to %s is back", self.account, self.incoming.host
+            )
             self._was_lost = False
         self.connected = connected
         self.last_error = error

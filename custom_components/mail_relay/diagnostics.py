@@ -12,7 +12,18 @@ from .const import CONF_EMAIL, CONF_INCOMING_USERNAME, CONF_SMTP_USERNAME
 from .data import MailRelayConfigEntry
 
 TO_REDACT = {CONF_PASSWORD, CONF_EMAIL, CONF_INCOMING_USERNAME, CONF_SMTP_USERNAME}
-EVENT_TO_REDACT = {"account", "sender", "sender_name", "to", "cc", "reply_to", "subject", "text", "headers", "message_id"}
+EVENT_TO_REDACT = {
+    "account",
+    "sender",
+    "sender_name",
+    "to",
+    "cc",
+    "reply_to",
+    "subject",
+    "text",
+    "headers",
+    "message_id",
+}
 
 
 async def async_get_config_entry_diagnostics(
@@ -27,7 +38,9 @@ async def async_get_config_entry_diagnostics(
             "unread": coordinator.unread,
             "last_error": coordinator.last_error,
             "folder": coordinator.folder,
-            "last_event": async_redact_data(coordinator.last_event or {}, EVENT_TO_REDACT),
+            "last_event": async_redact_data(
+                coordinator.last_event or {}, EVENT_TO_REDACT
+            ),
         }
     return {
         "entry": {

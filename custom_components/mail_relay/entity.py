@@ -41,7 +41,9 @@ class MailRelayAccountEntity(MailRelayEntity):
     async def async_added_to_hass(self) -> None:
         """Write state whenever the coordinator reports a change."""
         await super().async_added_to_hass()
-        self.async_on_remove(self.coordinator.async_add_listener(self.async_write_ha_state))
+        self.async_on_remove(
+            self.coordinator.async_add_listener(self.async_write_ha_state)
+        )
 
     @property
     def available(self) -> bool:

@@ -21,7 +21,14 @@ from .entity import MailRelayAccountEntity
 from .mail.models import Protocol
 
 PARALLEL_UPDATES = 0
-LAST_MESSAGE_ATTRIBUTES = ("sender", "sender_name", "date", "folder", "uid", "message_id")
+LAST_MESSAGE_ATTRIBUTES = (
+    "sender",
+    "sender_name",
+    "date",
+    "folder",
+    "uid",
+    "message_id",
+)
 
 
 @dataclass(frozen=True, kw_only=True)

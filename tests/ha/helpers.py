@@ -9,7 +9,9 @@ from collections.abc import Callable
 from homeassistant.core import HomeAssistant
 
 
-async def wait_for(hass: HomeAssistant, predicate: Callable[[], bool], timeout: float = 10.0) -> float:
+async def wait_for(
+    hass: HomeAssistant, predicate: Callable[[], bool], timeout: float = 10.0
+) -> float:
     """Wait (real time: the servers are real) until predicate holds; return when."""
     deadline = time.monotonic() + timeout
     while not predicate():

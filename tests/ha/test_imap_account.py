@@ -10,7 +10,10 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
-from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_capture_events,
+)
 
 from custom_components.mail_relay.const import DOMAIN, EVENT_NEW_MAIL
 from custom_components.mail_relay.diagnostics import async_get_config_entry_diagnostics
@@ -21,7 +24,9 @@ from tests.mailserver.dovecot import make_message
 pytestmark = pytest.mark.usefixtures("trust_test_cert")
 
 
-def entity_id(hass: HomeAssistant, entry: MockConfigEntry, platform: str, key: str) -> str:
+def entity_id(
+    hass: HomeAssistant, entry: MockConfigEntry, platform: str, key: str
+) -> str:
     registry = er.async_get(hass)
     found = registry.async_get_entity_id(platform, DOMAIN, f"{entry.entry_id}_{key}")
     assert found is not None
@@ -43,14 +48,21 @@ async def test_one_message_one_event(
     entry_factory: Callable[..., MockConfigEntry],
     security: str,
 ) -> None:
-    dovecot.deliver(mail_user, make_message("old mail"))  # present before setup: no event
+    dovecot.deliver(
+        mail_user, make_message("old mail")
+    )  # present before setup: no event
     entry = entry_factory(mail_user, security=security)
     events = async_capture_events(hass, EVENT_NEW_MAIL)
     await setup(hass, entry)
     unread = entity_id(hass, entry, "sensor", "unread")
     assert hass.states.get(unread).state == "1"
 
-    raw = make_message("Bonjour la maison", body="La porte est ouverte.", sender="Alarme <alarm@example.org>", to=mail_user.address)
+    raw = make_message(
+        "Bonjour la maison",
+        body="La porte est ouverte.",
+        sender="Alarme <alarm@example.org>",
+        to=mail_user.address,
+    )
     await hass.async_add_executor_job(dovecot.deliver, mail_user, raw)
     await wait_for(hass, lambda: len(events) == 1)
     await wait_for(hass, lambda: hass.states.get(unread).state == "2")
@@ -73,14 +85,20 @@ async def test_one_message_one_event(
     last = hass.states.get(entity_id(hass, entry, "sensor", "last_message"))
     assert last.state == "Bonjour la maison"
     assert last.attributes["sender"] == "alarm@example.org"
-    assert hass.states.get(entity_id(hass, entry, "binary_sensor", "connection")).state == STATE_ON
+    assert (
+        hass.states.get(entity_id(hass, entry, "binary_sensor", "connection")).state
+        == STATE_ON
+    )
 
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
 
 
 async def test_burst_of_200_gives_200_events(
-    hass: HomeAssistant, dovecot: DovecotServer, mail_user: MailUser, entry_factory: Callable[..., MockConfigEntry]
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
 ) -> None:
     entry = entry_factory(mail_user)
     events = async_capture_events(hass, EVENT_NEW_MAIL)
@@ -92,13 +110,18 @@ async def test_burst_of_200_gives_200_events(
     uids = [e.data["uid"] for e in events]
     assert len(uids) == 200
     assert len(set(uids)) == 200
-    assert sorted(e.data["subject"] for e in events) == sorted(f"burst {i}" for i in range(200))
+    assert sorted(e.data["subject"] for e in events) == sorted(
+        f"burst {i}" for i in range(200)
+    )
     assert done - delivered < 5.0
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
 async def test_restart_neither_repeats_nor_loses(
-    hass: HomeAssistant, dovecot: DovecotServer, mail_user: MailUser, entry_factory: Callable[..., MockConfigEntry]
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
 ) -> None:
     entry = entry_factory(mail_user)
     events = async_capture_events(hass, EVENT_NEW_MAIL)
@@ -108,18 +131,30 @@ async def test_restart_neither_repeats_nor_loses(
 
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
-    await hass.async_add_executor_job(dovecot.deliver, mail_user, [make_message("while down 1"), make_message("while down 2")])
+    await hass.async_add_executor_job(
+        dovecot.deliver,
+        mail_user,
+        [make_message("while down 1"), make_message("while down 2")],
+    )
 
     assert await hass.config_entries.async_setup(entry.entry_id)
     await wait_for(hass, lambda: len(events) == 3)
     await hass.async_add_executor_job(dovecot.deliver, mail_user, make_message("after"))
     await wait_for(hass, lambda: len(events) == 4)
-    assert [e.data["subject"] for e in events] == ["first", "while down 1", "while down 2", "after"]
+    assert [e.data["subject"] for e in events] == [
+        "first",
+        "while down 1",
+        "while down 2",
+        "after",
+    ]
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
 async def test_outage_unavailable_then_back_without_loss(
-    hass: HomeAssistant, own_dovecot: DovecotServer, entry_factory: Callable[..., MockConfigEntry], caplog: pytest.LogCaptureFixture
+    hass: HomeAssistant,
+    own_dovecot: DovecotServer,
+    entry_factory: Callable[..., MockConfigEntry],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     user = own_dovecot.add_user()
     entry = entry_factory(user, server=own_dovecot, smtp_security=None)
@@ -128,23 +163,34 @@ async def test_outage_unavailable_then_back_without_loss(
     connection = entity_id(hass, entry, "binary_sensor", "connection")
     unread = entity_id(hass, entry, "sensor", "unread")
 
-    await hass.async_add_executor_job(own_dovecot.deliver, user, make_message("before outage"))
+    await hass.async_add_executor_job(
+        own_dovecot.deliver, user, make_message("before outage")
+    )
     await hass.async_add_executor_job(own_dovecot.stop)
     await wait_for(hass, lambda: hass.states.get(connection).state == STATE_OFF)
     assert hass.states.get(unread).state == STATE_UNAVAILABLE
 
     await hass.async_add_executor_job(own_dovecot.start)
-    await hass.async_add_executor_job(own_dovecot.deliver, user, make_message("after outage"))
-    await wait_for(hass, lambda: hass.states.get(connection).state == STATE_ON, timeout=15)
+    await hass.async_add_executor_job(
+        own_dovecot.deliver, user, make_message("after outage")
+    )
+    await wait_for(
+        hass, lambda: hass.states.get(connection).state == STATE_ON, timeout=15
+    )
     await wait_for(hass, lambda: len(events) >= 2, timeout=15)
-    assert sorted(e.data["subject"] for e in events) == ["after outage", "before outage"]
+    assert sorted(e.data["subject"] for e in events) == [
+        "after outage",
+        "before outage",
+    ]
     assert caplog.text.count("connection to 127.0.0.1 lost") == 1
     assert caplog.text.count("is back") == 1
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
 async def test_wrong_password_starts_reauth(
-    hass: HomeAssistant, mail_user: MailUser, entry_factory: Callable[..., MockConfigEntry]
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
 ) -> None:
     entry = entry_factory(MailUser(mail_user.address, "wrong-password"))
     entry.add_to_hass(hass)
@@ -155,7 +201,9 @@ async def test_wrong_password_starts_reauth(
 
 
 async def test_server_down_at_start_retries(
-    hass: HomeAssistant, own_dovecot: DovecotServer, entry_factory: Callable[..., MockConfigEntry]
+    hass: HomeAssistant,
+    own_dovecot: DovecotServer,
+    entry_factory: Callable[..., MockConfigEntry],
 ) -> None:
     user = own_dovecot.add_user()
     entry = entry_factory(user, server=own_dovecot)
@@ -166,7 +214,9 @@ async def test_server_down_at_start_retries(
 
 
 async def test_diagnostics_redact_secrets(
-    hass: HomeAssistant, mail_user: MailUser, entry_factory: Callable[..., MockConfigEntry]
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
 ) -> None:
     entry = entry_factory(mail_user)
     await setup(hass, entry)
