@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -20,10 +20,9 @@ from custom_components.mail_relay.mail.autoconfig import (
 from custom_components.mail_relay.mail.dns import (
     DnsError,
     DnsResolver,
-    encode_query,
-    parse_response,
+    MxRecord,
+    SrvRecord,
     split_nameserver,
-    system_nameservers,
 )
 from custom_components.mail_relay.mail.models import Protocol, Security
 from custom_components.mail_relay.mail.providers import PROVIDERS
@@ -373,6 +372,33 @@ def test_base_domain() -> None:
     assert base_domain("example.org") == "example.org"
 
 
+async def test_dns_records(dns) -> None:
+    resolver = DnsResolver([dns.nameserver], timeout=1)
+    dns.records[("example.org", "MX")] = [
+        (20, "MX2.Example.org"),
+        (10, "mx1.example.org"),
+    ]
+    assert await resolver.mx("example.org") == [
+        MxRecord(10, "mx1.example.org"),
+        MxRecord(20, "mx2.example.org"),
+    ]
+    dns.records[("_imaps._tcp.example.org", "SRV")] = [
+        (10, 0, 993, "backup.example.org"),
+        (0, 1, 993, "imap.example.org"),
+        (0, 5, 1993, "imap2.example.org"),
+    ]
+    dns.records[("_pop3s._tcp.example.org", "SRV")] = [(0, 0, 0, ".")]
+    assert await resolver.srv("_imaps._tcp.example.org") == [
+        SrvRecord(0, 5, 1993, "imap2.example.org"),
+        SrvRecord(0, 1, 993, "imap.example.org"),
+        SrvRecord(10, 0, 993, "backup.example.org"),
+    ]
+    # RFC 2782: a "." target means the service is not offered.
+    assert await resolver.srv("_pop3s._tcp.example.org") == [SrvRecord(0, 0, 0, "")]
+    # The name exists but has no record of that type: an empty answer.
+    assert await resolver.srv("example.org") == []
+
+
 async def test_dns_errors(dns) -> None:
     resolver = DnsResolver([dns.nameserver], timeout=0.3)
     dns.servfail.add("broken.example")
@@ -380,26 +406,33 @@ async def test_dns_errors(dns) -> None:
         await resolver.mx("broken.example")
     assert await resolver.mx("missing.example") == []
     dns.silent.add("slow.example")
+    started = time.monotonic()
     with pytest.raises(DnsError):
         await resolver.srv("slow.example")
+    assert time.monotonic() - started < 2
     with pytest.raises(DnsError):
-        parse_response(b"\x00\x01\x81\x80\x00\x01", 1)
+        await DnsResolver(["mail.example.org"]).mx("example.org")
     with pytest.raises(DnsError):
-        parse_response(encode_query("a.example", 15, 7), 8)
-    looped = b"\x00\x07\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c"
-    with pytest.raises(DnsError):
-        parse_response(looped, 7)
+        DnsResolver(["127.0.0.1:port"])
 
 
-async def test_dns_configuration(tmp_path: Path, dns) -> None:
-    conf = tmp_path / "resolv.conf"
-    conf.write_text("# comment\nsearch example\nnameserver 192.0.2.1\nnameserver ::1\n")
-    assert system_nameservers(conf) == ["192.0.2.1", "::1"]
-    assert system_nameservers(tmp_path / "missing") == []
+async def test_dns_lookup_cancelled_by_a_deadline(dns) -> None:
+    """The detection deadline cancels lookups; no socket or timer is left behind."""
+    dns.silent.add("slow.example")
+    resolver = DnsResolver([dns.nameserver], timeout=5)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await resolver.mx("slow.example")
+    dns.records[("example.org", "MX")] = [(10, "mx.example.org")]
+    assert [r.host for r in await resolver.mx("example.org")] == ["mx.example.org"]
+
+
+async def test_dns_configuration(dns) -> None:
     assert split_nameserver("[::1]:5353") == ("::1", 5353)
     assert split_nameserver("[::1]") == ("::1", 53)
     assert split_nameserver("127.0.0.1:5353") == ("127.0.0.1", 5353)
     assert split_nameserver("10.0.0.1") == ("10.0.0.1", 53)
+    assert split_nameserver("::1") == ("::1", 53)
     # The first nameserver is dead: the next one answers.
     dns.records[("example.org", "MX")] = [(10, "mx.example.org")]
     resolver = DnsResolver([f"127.0.0.1:{free_port()}", dns.nameserver], timeout=0.3)
