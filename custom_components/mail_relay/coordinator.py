@@ -119,6 +119,7 @@ class MailRelayCoordinator:
         self._poll_failures = 0
         self._retry_cancel: CALLBACK_TYPE | None = None
         self._was_lost = False
+        self._stopping = False
         self._run_task: asyncio.Task[None] | None = None
 
     # -- listeners -------------------------------------------------------
@@ -157,6 +158,7 @@ class MailRelayCoordinator:
 
     async def async_stop(self) -> None:
         """Close connections and write the state now (not after a delay)."""
+        self._stopping = True
         if self._retry_cancel:
             self._retry_cancel()
             self._retry_cancel = None
@@ -321,8 +323,9 @@ class MailRelayCoordinator:
 
     @callback
     def _set_connected(self, connected: bool, error: str | None) -> None:
-        # Log once when the connection is lost and once when it is back.
-        if self.connected and not connected:
+        # Log once when the connection is lost and once when it is back;
+        # closing it ourselves on unload is no outage.
+        if self.connected and not connected and not self._stopping:
             LOGGER.warning(
                 "%s: connection to %s lost: %s", self.account, self.incoming.host, error
             )

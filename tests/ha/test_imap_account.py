@@ -182,8 +182,9 @@ async def test_outage_unavailable_then_back_without_loss(
         "after outage",
         "before outage",
     ]
-    assert caplog.text.count("connection to 127.0.0.1 lost") == 1
-    assert caplog.text.count("is back") == 1
+    ours = [r.getMessage() for r in caplog.records if r.name == "custom_components.mail_relay"]
+    assert sum("connection to 127.0.0.1 lost" in m for m in ours) == 1
+    assert sum("is back" in m for m in ours) == 1
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
