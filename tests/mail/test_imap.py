@@ -29,8 +29,10 @@ from custom_components.mail_relay.mail.imap import (
     WatchStatus,
     decode_mailbox,
     encode_mailbox,
+    mailbox_arg,
     parse_bodystructure,
     parse_data,
+    quote,
     uid_set,
 )
 from custom_components.mail_relay.mail.message import MailEvent, body_text
@@ -830,6 +832,16 @@ def test_mailbox_names_and_uid_sets() -> None:
     assert encode_mailbox("Envoyés") == "Envoy&AOk-s"
     assert encode_mailbox("a&b") == "a&-b"
     assert uid_set([5, 1, 2, 3, 9, 10]) == "1:3,5,9:10"
+    # A folder name cannot smuggle a second command.
+    arg = mailbox_arg('Archive"\r\nA1 DELETE INBOX')
+    assert "\r" not in arg
+    assert "\n" not in arg
+    assert (
+        decode_mailbox(arg[1:-1].replace('\\"', '"')) == 'Archive"\r\nA1 DELETE INBOX'
+    )
+    with pytest.raises(ValueError, match="line breaks"):
+        quote("a\r\nb")
+    assert mailbox_arg('say "hi"') == '"say \\"hi\\""'
 
 
 def test_partial_utf8_text_is_not_garbled() -> None:

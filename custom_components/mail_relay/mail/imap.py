@@ -91,7 +91,13 @@ class WatchStatus:
 
 
 def quote(value: str) -> str:
-    """Return an IMAP quoted string."""
+    """Return an IMAP quoted string.
+
+    CR, LF and NUL would end the command line and let the rest run as a
+    command of its own (aioimaplib 2.0.1 does not check): refused.
+    """
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError("line breaks and NUL are not allowed in IMAP strings")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -635,8 +641,8 @@ class ImapClient:
 
     async def _login(self, proto: _Protocol) -> None:
         settings = self.settings
-        if any(c in settings.password for c in "\r\n\0"):
-            raise AuthError("the password contains a line break")
+        if any(c in settings.password + settings.username for c in "\r\n\0"):
+            raise AuthError("the user name or password contains a line break")
         caps = {c.upper() for c in proto.capabilities}
         if "LOGINDISABLED" in caps:
             if caps & {"AUTH=XOAUTH2", "AUTH=OAUTHBEARER"}:
