@@ -91,7 +91,13 @@ class WatchStatus:
 
 
 def quote(value: str) -> str:
-    """Return an IMAP quoted string."""
+    """Return an IMAP quoted string.
+
+    CR, LF and NUL would end the command line and let the rest run as a
+    command of its own (aioimaplib 2.0.1 does not check): refused.
+    """
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError("line breaks and NUL are not allowed in IMAP strings")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -562,7 +568,8 @@ class ImapClient:
         """
         settings = self.settings
         loop = asyncio.get_running_loop()
-        proto = _Protocol(loop, self._connection_lost, self._byte_counter)
+        proto = _Protocol(loop, lambda _exc: None, self._byte_counter)
+        proto.conn_lost_cb = lambda exc: self._connection_lost(proto, exc)
         self._proto = proto
         self._lost.clear()
         self._broken = False
@@ -634,8 +641,8 @@ class ImapClient:
 
     async def _login(self, proto: _Protocol) -> None:
         settings = self.settings
-        if any(c in settings.password for c in "\r\n\0"):
-            raise AuthError("the password contains a line break")
+        if any(c in settings.password + settings.username for c in "\r\n\0"):
+            raise AuthError("the user name or password contains a line break")
         caps = {c.upper() for c in proto.capabilities}
         if "LOGINDISABLED" in caps:
             if caps & {"AUTH=XOAUTH2", "AUTH=OAUTHBEARER"}:
@@ -678,13 +685,11 @@ class ImapClient:
             return quote(value)
         return "{%d+}\r\n%s" % (len(value.encode()), value)  # noqa: UP031
 
-    def _connection_lost(self, exc: Exception | None) -> None:
+    def _connection_lost(self, proto: _Protocol, exc: Exception | None) -> None:
         """Wake every waiter at once: aioimaplib would leave them hanging."""
-        self._broken = True
-        self._lost.set()
-        proto = self._proto
-        if proto is None:
-            return
+        if proto is self._proto:
+            self._broken = True
+            self._lost.set()
         _LOGGER.debug("Connection to %s lost: %s", self.settings.host, exc)
         error = _ConnectionLostError(str(exc) if exc else "connection closed")
         pending = [proto.pending_sync_command, *proto.pending_async_commands.values()]
@@ -877,6 +882,15 @@ class ImapClient:
         async with self._lock:
             await self._ok(self._command("NOOP"))
 
+    async def wait_closed(self, seconds: float) -> bool:
+        """Wait up to ``seconds``; True as soon as the connection drops."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._lost.wait()
+        except TimeoutError:
+            return False
+        return True
+
     def take_new_mail_hint(self) -> bool:
         """Whether the server announced mail since the last call."""
         proto = self._proto
@@ -919,7 +933,7 @@ class ImapClient:
                 items += f" BODY.PEEK[1]<0.{text_bytes}>"
             async with self._lock:
                 raw = await self._uid_fetch(batch, f"({items})")
-            later: dict[str, list[int]] = {}
+            later: dict[tuple[str, int], list[int]] = {}
             for uid, item in raw.items():
                 if uid not in batch:
                     continue  # an unsolicited FETCH (flag change) of another message
@@ -928,14 +942,23 @@ class ImapClient:
                 part = message.structure.text
                 if part is None or text_bytes <= 0:
                     continue
-                if part.section == "1":
-                    message.text = _section_data(item, "1")
+                # HTML spends many bytes on markup and style sheets: allow more.
+                wanted = (
+                    max(text_bytes, MAX_TEXT_BYTES)
+                    if part.subtype == "html"
+                    else text_bytes
+                )
+                data = _section_data(item, "1") if part.section == "1" else None
+                if data is not None and (
+                    len(data) < text_bytes or wanted == text_bytes
+                ):
+                    message.text = data
                 else:
-                    later.setdefault(part.section, []).append(uid)
-            for section, section_uids in later.items():
+                    later.setdefault((part.section, wanted), []).append(uid)
+            for (section, size), section_uids in later.items():
                 async with self._lock:
                     raw = await self._uid_fetch(
-                        section_uids, f"(UID BODY.PEEK[{section}]<0.{text_bytes}>)"
+                        section_uids, f"(UID BODY.PEEK[{section}]<0.{size}>)"
                     )
                 for uid, item in raw.items():
                     if uid in result and uid in section_uids:
@@ -1459,7 +1482,8 @@ class ImapWatcher:
             if use_idle:
                 await client.idle_wait(self._idle_renew)
             else:
-                await asyncio.sleep(self._poll_interval)
+                if await client.wait_closed(self._poll_interval):
+                    raise ConnectError("the server closed the connection")
                 await client.noop()
             await self.sync(client)
 
