@@ -162,6 +162,8 @@ class MailRelayCoordinator:
         if self._retry_cancel:
             self._retry_cancel()
             self._retry_cancel = None
+        async with self._poll_lock:  # let a poll in flight finish and commit
+            pass
         if self._run_task is not None:
             # Stop the watcher before closing its connection, so it does not
             # take the close for an outage and reconnect.
@@ -271,7 +273,8 @@ class MailRelayCoordinator:
 
     async def _async_scheduled_poll(self, _now: datetime | None = None) -> None:
         self._retry_cancel = None
-        await self._poll(raise_errors=False)
+        if not self._stopping:  # a timer may still fire while the entry unloads
+            await self._poll(raise_errors=False)
 
     async def _poll(self, *, raise_errors: bool) -> None:
         """Poll once; on failure retry sooner with backoff and jitter."""

@@ -316,7 +316,9 @@ async def _session(
     client = ImapClient(settings, ssl_context=context)
     try:
         await client.connect()
-        await client.select(folder or str(entry.options.get(CONF_FOLDER, DEFAULT_FOLDER)))
+        await client.select(
+            folder or str(entry.options.get(CONF_FOLDER, DEFAULT_FOLDER))
+        )
         yield client
     except AuthError as err:
         raise HomeAssistantError(

@@ -31,7 +31,8 @@ pytestmark = pytest.mark.usefixtures("trust_test_cert")
 
 async def poll(hass: HomeAssistant, seconds: int = 60) -> None:
     async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=seconds))
-    await hass.async_block_till_done()
+    # Scheduled polls run as background tasks.
+    await hass.async_block_till_done(wait_background_tasks=True)
 
 
 @pytest.mark.parametrize("security", ["ssl", "starttls"])

@@ -1471,7 +1471,7 @@ class ImapWatcher:
                     idle=False,
                     last_error=str(err) or type(err).__name__,
                 )
-                delay = backoff * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
+                delay = backoff * random.uniform(0.5, 1.0)
                 _LOGGER.debug("Reconnecting to %s in %.1f s", self.settings.host, delay)
                 await asyncio.sleep(delay)
                 backoff = min(backoff * 2, self._backoff_max)
