@@ -123,17 +123,29 @@ async def test_pop3_wrong_password_starts_reauth(
 
 
 async def test_outage_backoff_and_password_change(
-    hass: HomeAssistant, own_dovecot: DovecotServer, entry_factory: Callable[..., MockConfigEntry]
+    hass: HomeAssistant,
+    own_dovecot: DovecotServer,
+    entry_factory: Callable[..., MockConfigEntry],
 ) -> None:
     user = own_dovecot.add_user()
-    entry = entry_factory(user, protocol="pop3", server=own_dovecot, smtp_security=None, options={CONF_POLL_INTERVAL: 60})
+    entry = entry_factory(
+        user,
+        protocol="pop3",
+        server=own_dovecot,
+        smtp_security=None,
+        options={CONF_POLL_INTERVAL: 60},
+    )
     events = async_capture_events(hass, EVENT_NEW_MAIL)
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     registry = er.async_get(hass)
-    connection = registry.async_get_entity_id("binary_sensor", DOMAIN, f"{entry.entry_id}_connection")
-    waiting = registry.async_get_entity_id("sensor", DOMAIN, f"{entry.entry_id}_waiting")
+    connection = registry.async_get_entity_id(
+        "binary_sensor", DOMAIN, f"{entry.entry_id}_connection"
+    )
+    waiting = registry.async_get_entity_id(
+        "sensor", DOMAIN, f"{entry.entry_id}_waiting"
+    )
     assert hass.states.get(connection).state == "on"
 
     await hass.async_add_executor_job(own_dovecot.deliver, user, make_message("before"))
