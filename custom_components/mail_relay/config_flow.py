@@ -52,6 +52,7 @@ from .const import (
     CONF_RECIPIENTS,
     CONF_RETENTION,
     CONF_RETENTION_DAYS,
+    CONF_SAVE_SENT,
     CONF_SENDER_NAME,
     CONF_SMTP_HOST,
     CONF_SMTP_PORT,
@@ -659,6 +660,9 @@ class MailRelayOptionsFlow(OptionsFlow):
                 CONF_POLL_INTERVAL,
                 default=options.get(CONF_POLL_INTERVAL, DEFAULT_IMAP_POLL_INTERVAL),
             ): _seconds(30, 86400),
+            vol.Optional(
+                CONF_SAVE_SENT, default=options.get(CONF_SAVE_SENT, False)
+            ): bool,
             vol.Optional(
                 CONF_MARK_SEEN, default=options.get(CONF_MARK_SEEN, False)
             ): bool,

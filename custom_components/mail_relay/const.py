@@ -37,6 +37,7 @@ CONF_RETENTION: Final = "retention"  # "keep", "delete", "days"
 CONF_RETENTION_DAYS: Final = "retention_days"
 CONF_RECIPIENTS: Final = "recipients"  # default notify recipients
 CONF_SENDER_NAME: Final = "sender_name"
+CONF_SAVE_SENT: Final = "save_sent"  # IMAP: keep a copy of sent mail in Sent
 
 DEFAULT_FOLDER: Final = "INBOX"
 DEFAULT_PUSH: Final = True

@@ -21,12 +21,14 @@ from homeassistant.helpers import config_validation as cv
 from .const import (
     CONF_FOLDER,
     CONF_RECIPIENTS,
+    CONF_SAVE_SENT,
     CONF_SENDER_NAME,
     DEFAULT_FOLDER,
     DOMAIN,
+    LOGGER,
 )
 from .data import MailRelayConfigEntry
-from .mail.compose import Attachment, OutgoingMail
+from .mail.compose import Attachment, OutgoingMail, compose
 from .mail.errors import (
     AuthError,
     CertificateError,
@@ -103,7 +105,8 @@ async def async_send_mail(
             translation_placeholders={"account": entry.runtime_data.email},
         )
     try:
-        result = await sender.send(mail)
+        composed = compose(mail)
+        result = await sender.send_composed(composed)
     except MessageError as err:
         raise ServiceValidationError(
             translation_domain=DOMAIN,
@@ -155,7 +158,32 @@ async def async_send_mail(
                 "accepted": ", ".join(result.accepted),
             },
         )
+    if entry.runtime_data.protocol is Protocol.IMAP and entry.options.get(
+        CONF_SAVE_SENT, False
+    ):
+        # In the background: the message is sent; the copy must not slow or
+        # fail the notification.
+        entry.async_create_background_task(
+            hass,
+            _async_save_sent_copy(hass, entry, composed.as_bytes()),
+            f"{DOMAIN} save sent copy",
+        )
     return result
+
+
+async def _async_save_sent_copy(
+    hass: HomeAssistant, entry: MailRelayConfigEntry, message: bytes
+) -> None:
+    """APPEND a sent message to the account's Sent folder (seed 003)."""
+    try:
+        async with _session(hass, entry, None) as client:
+            await client.append(await client.sent_folder(), message)
+    except HomeAssistantError as err:
+        LOGGER.warning(
+            "%s: mail sent, but its copy could not be saved in Sent: %s",
+            entry.runtime_data.email,
+            err,
+        )
 
 
 def _read_files(

@@ -397,3 +397,52 @@ async def test_smtp_password_refused_starts_reauth(
     flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
     assert [f["context"]["source"] for f in flows] == ["reauth"]
     await _unload(hass, entry)
+
+
+async def test_copy_saved_in_sent_folder(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+    mail_cert,
+) -> None:
+    import imaplib
+
+    from custom_components.mail_relay.const import CONF_SAVE_SENT
+
+    entry = await _setup(hass, entry_factory(mail_user, options={CONF_SAVE_SENT: True}))
+    await hass.services.async_call(
+        NOTIFY_DOMAIN,
+        SERVICE_SEND_MESSAGE,
+        {
+            "entity_id": _notify_entity_id(hass, entry),
+            "message": "Porte ouverte",
+            "title": "Alarme",
+        },
+        blocking=True,
+    )
+
+    def sent_copy() -> tuple[bytes, bytes] | None:
+        client = imaplib.IMAP4_SSL(
+            dovecot.host, dovecot.imaps_port, ssl_context=mail_cert.client_context()
+        )
+        try:
+            client.login(mail_user.username, mail_user.password)
+            if client.select("Sent", readonly=True) != ("OK", [b"1"]):
+                return None
+            _, data = client.fetch("1", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            return data[0][0], data[0][1]
+        finally:
+            client.logout()
+
+    # The copy is saved in the background, after the notification returned.
+    for _ in range(100):
+        copy = await hass.async_add_executor_job(sent_copy)
+        if copy is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert copy is not None
+    flags, headers = copy
+    assert b"\\Seen" in flags
+    assert b"Subject: Alarme" in headers
+    await _unload(hass, entry)

@@ -850,3 +850,30 @@ def test_partial_utf8_text_is_not_garbled() -> None:
     assert body_text(data, encoding="8bit", charset="utf-8", subtype="plain") == (
         "Température élev"
     )
+
+
+@pytest.mark.usefixtures("trust_test_cert")
+async def test_append_to_sent_folder_found_by_special_use_or_name(
+    dovecot: DovecotServer, mail_user: MailUser
+) -> None:
+    from custom_components.mail_relay.mail.imap import ImapClient
+    from custom_components.mail_relay.mail.models import Security, ServerSettings
+    from custom_components.mail_relay.mail.tls import create_ssl_context
+
+    settings = ServerSettings(
+        dovecot.host,
+        dovecot.imaps_port,
+        Security.SSL,
+        mail_user.username,
+        mail_user.password,
+    )
+    client = ImapClient(settings, ssl_context=create_ssl_context())
+    await client.connect()
+    try:
+        await client.create_folder("Envoyés")
+        assert await client.sent_folder() == "Envoyés"
+        await client.append("Envoyés", b"Subject: copie\r\n\r\nbody\r\n")
+        uidvalidity, uidnext = await client.select("Envoyés")
+        assert uidnext == 2
+    finally:
+        await client.logout()

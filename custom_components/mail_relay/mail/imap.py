@@ -510,6 +510,19 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         return super()._untagged_response(line)
 
 
+# Where mail clients keep sent mail, when the server flags none \Sent.
+SENT_FOLDER_NAMES = (
+    "Sent",
+    "Sent Items",
+    "Sent Messages",
+    "Sent Mail",
+    "INBOX.Sent",
+    "Envoyés",
+    "Messages envoyés",
+    "Éléments envoyés",
+)
+
+
 # -- the client -------------------------------------------------------------
 
 
@@ -814,12 +827,12 @@ class ImapClient:
         response = await self._ok(self._command("SEARCH", "UID", "1:*", prefix="UID"))
         return max(_numbers(response), default=0) + 1
 
-    async def list_folders(self) -> list[str]:
-        """Names of the folders that can be selected, decoded."""
+    async def _folders_with_flags(self) -> list[tuple[str, set[str]]]:
+        """Return the selectable folders, decoded, with their lower-case flags."""
         async with self._lock:
             response = await self._ok(self._command("LIST", '""', '"*"'))
         tokens = parse_data(response_data(response.lines))
-        names: list[str] = []
+        folders: list[tuple[str, set[str]]] = []
         # Each answer is (flags) delimiter name.
         for index in range(len(tokens) - 2):
             flags, name = tokens[index], tokens[index + 2]
@@ -828,8 +841,40 @@ class ImapClient:
             lowered = {_text(f).lower() for f in flags}
             if {"\\noselect", "\\nonexistent"} & lowered:
                 continue
-            names.append(decode_mailbox(_text(name)))
-        return names
+            folders.append((decode_mailbox(_text(name)), lowered))
+        return folders
+
+    async def list_folders(self) -> list[str]:
+        """Names of the folders that can be selected, decoded."""
+        return [name for name, _ in await self._folders_with_flags()]
+
+    async def sent_folder(self) -> str:
+        r"""Return the folder mail clients keep sent mail in; create it if missing.
+
+        The server's SPECIAL-USE ``\Sent`` flag (RFC 6154) wins; then the
+        usual names, French ones included; else a new "Sent".
+        """
+        folders = await self._folders_with_flags()
+        for name, flags in folders:
+            if "\\sent" in flags:
+                return name
+        by_name = {name.casefold(): name for name, _ in folders}
+        for usual in SENT_FOLDER_NAMES:
+            if usual.casefold() in by_name:
+                return by_name[usual.casefold()]
+        await self.create_folder("Sent")
+        return "Sent"
+
+    async def append(self, folder: str, message: bytes) -> None:
+        """Store a copy of a message (marked read) in a folder."""
+        async with self._lock:
+            proto = self._require()
+            command = self._command(
+                "APPEND", mailbox_arg(folder), "(\\Seen)", f"{{{len(message)}}}"
+            )
+            # aioimaplib sends this literal when the server asks for it.
+            proto.literal_data = message
+            await self._ok(command)
 
     async def create_folder(self, name: str) -> None:
         """Create a folder (tests and setup helpers)."""
