@@ -70,6 +70,17 @@ ONBOARDING_STORE = {
 }
 
 
+def child_environment(**extra: str) -> dict[str, str]:
+    """Return the environment for a child process, without pytest-cov's hooks.
+
+    pytest-cov starts coverage in every Python child that inherits its
+    COV_CORE_* variables; Home Assistant and the web server are the system
+    under test here, not code measured by this run.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COV_CORE_")}
+    return env | extra
+
+
 class StaticIspdb:
     """An ISP database as an organisation would host it: files on a web server.
 
@@ -109,6 +120,7 @@ class StaticIspdb:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=child_environment(),
         )
         wait_for_port(self.port)
 
@@ -156,15 +168,14 @@ class HomeAssistantProcess:
         if not HASS.exists():
             raise RuntimeError(f"{HASS} is missing: run scripts/setup")
         self.write_config()
-        env = {
-            **os.environ,
+        env = child_environment(
             # Mail Relay from this checkout, as scripts/develop does.
-            "PYTHONPATH": os.pathsep.join(
+            PYTHONPATH=os.pathsep.join(
                 filter(None, [str(REPO), os.environ.get("PYTHONPATH")])
             ),
             # The test mail servers' certificate, trusted like a private CA.
-            "SSL_CERT_FILE": str(self.cert_file),
-        }
+            SSL_CERT_FILE=str(self.cert_file),
+        )
         self._log = self.log_file.open("wb")
         self._process = subprocess.Popen(
             [str(HASS), "-c", str(self.config_dir), "--skip-pip"],
