@@ -187,7 +187,7 @@ class Session:
         self.expect_text(ui.user_title)
 
     def fill_user_step(self, email: str, password: str) -> None:
-        """Type the address and the password, keep IMAP, submit."""
+        """Type the address and the password; IMAP stays chosen."""
         page, ui = self.page, self.ui
         page.get_by_role("textbox", name=ui.email).fill(email)
         page.get_by_role("textbox", name=ui.mail_password).fill(password)
@@ -214,8 +214,14 @@ class Session:
 
 
 @pytest.fixture
-def page_factory(browser: Browser) -> Iterator[object]:
-    """Open browser contexts (one per language) and close them after the test."""
+def page_factory(
+    browser: Browser, e2e: E2eEnvironment, request: pytest.FixtureRequest
+) -> Iterator[object]:
+    """Open browser contexts (one per language) and close them after the test.
+
+    When the test failed, the page it stopped on is saved beside the other
+    screenshots.
+    """
     contexts = []
 
     def open_page(ui: Ui) -> Page:
@@ -229,7 +235,12 @@ def page_factory(browser: Browser) -> Iterator[object]:
         return context.new_page()
 
     yield open_page
-    for context in contexts:
+    report = getattr(request.node, "rep_call", None)
+    for number, context in enumerate(contexts):
+        if report is not None and report.failed:
+            for page in context.pages:
+                name = f"FAILED-{request.node.name}-{number}.png"
+                page.screenshot(path=e2e.artifacts / name)
         context.close()
 
 
@@ -286,9 +297,8 @@ def _add_account_and_watch_mail(
     session.shot("4-device")
 
     # A mail arrives: the device page follows without a reload.
-    subject = ui.subject
-    env.dovecot.deliver(user, make_message(subject, to=user.address))
-    expect(last).to_contain_text(subject)
+    env.dovecot.deliver(user, make_message(ui.subject, to=user.address))
+    expect(last).to_contain_text(ui.subject)
     expect(unread).to_contain_text(re.compile(r"\b1\b"))
     expect(event).to_contain_text(ui.received)
     session.shot("5-mail-arrived")
