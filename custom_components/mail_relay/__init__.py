@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import voluptuous as vol
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
 from homeassistant.core import Event, HomeAssistant
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.typing import ConfigType
 
-from .const import CONF_EMAIL, CONF_PROTOCOL, DOMAIN
+from .const import CONF_EMAIL, CONF_ISPDB_URL, CONF_PROTOCOL, DATA_ISPDB_URL, DOMAIN
 from .coordinator import MailRelayCoordinator
 from .data import MailRelayConfigEntry, MailRelayData
 from .mail.models import Protocol
@@ -23,11 +24,22 @@ PLATFORMS: list[Platform] = [
     Platform.SENSOR,
 ]
 
-CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+# Accounts come from the UI; YAML only holds installation-wide settings.
+CONFIG_SCHEMA = vol.Schema(
+    {
+        vol.Optional(DOMAIN): vol.Any(
+            None, vol.Schema({vol.Optional(CONF_ISPDB_URL): cv.url})
+        )
+    },
+    extra=vol.ALLOW_EXTRA,
+)
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Register the actions once, whatever the number of accounts."""
+    if ispdb_url := (config.get(DOMAIN) or {}).get(CONF_ISPDB_URL):
+        # Like Thunderbird's mailnews.auto_config_url: an organisation's ISPDB.
+        hass.data[DATA_ISPDB_URL] = ispdb_url
     async_setup_services(hass)
     return True
 

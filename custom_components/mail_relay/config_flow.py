@@ -61,6 +61,7 @@ from .const import (
     CONF_SOURCE,
     CONF_TEXT_LIMIT,
     CONF_VERIFY_SSL,
+    DATA_ISPDB_URL,
     DEFAULT_CATCHUP_HOURS,
     DEFAULT_FOLDER,
     DEFAULT_IMAP_POLL_INTERVAL,
@@ -95,11 +96,13 @@ _SECURITIES = [s.value for s in Security]
 
 
 def autoconfig_settings(hass: HomeAssistant) -> AutoconfigSettings:
-    """Return where autodetection looks (the public defaults).
+    """Return where autodetection looks: the public defaults, or YAML's ISPDB.
 
-    One place to change it: an organisation running its own ISPDB, or a test
-    pointing every lookup at servers on 127.0.0.1, replaces this function.
+    ``mail_relay: ispdb_url:`` in configuration.yaml replaces Mozilla's ISPDB
+    with an organisation's own, like Thunderbird's ``mailnews.auto_config_url``.
     """
+    if ispdb_url := hass.data.get(DATA_ISPDB_URL):
+        return AutoconfigSettings(ispdb_url=ispdb_url)
     return AutoconfigSettings()
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Final
 
+from homeassistant.util.hass_dict import HassKey
+
 DOMAIN: Final = "mail_relay"
 LOGGER = logging.getLogger(__package__)
 
@@ -24,6 +26,10 @@ CONF_SMTP_USERNAME: Final = "smtp_username"  # empty: send without AUTH
 CONF_VERIFY_SSL: Final = "verify_ssl"
 CONF_PROVIDER: Final = "provider"  # preset id, when a preset matched
 CONF_SOURCE: Final = "source"  # where the settings came from
+
+# Integration-level YAML (configuration.yaml, `mail_relay:`).
+CONF_ISPDB_URL: Final = "ispdb_url"  # an organisation's own ISPDB (base URL)
+DATA_ISPDB_URL: HassKey[str] = HassKey(f"{DOMAIN}_{CONF_ISPDB_URL}")
 
 # Options.
 CONF_FOLDER: Final = "folder"
