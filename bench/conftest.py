@@ -91,3 +91,55 @@ def record() -> Callable[..., None]:
         (RESULTS / name).write_text(json.dumps({scenario: data}, indent=1, default=str))
 
     return write
+
+
+class SmtpProcess:
+    """Client of bench.smtpd: the test SMTP server in its own process."""
+
+    def __init__(self, cert: TestCertificate) -> None:
+        self.host = "127.0.0.1"
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "bench.smtpd", str(cert.cert), str(cert.key)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        assert line.startswith("PORTS "), line
+        starttls, ssl_port, plain = (int(p) for p in line.split()[1:])
+        self.ports = {"starttls": starttls, "ssl": ssl_port, "plain": plain}
+
+    def _ask(self, line: str) -> str:
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
+        self._process.stdin.write(line + "\n")
+        self._process.stdin.flush()
+        return self._process.stdout.readline().strip()
+
+    def add_user(self, login: str, password: str) -> None:
+        """Accept these credentials for AUTH."""
+        self._ask(f"user {login} {password}")
+
+    def accepted(self, text: str) -> int:
+        """How many accepted messages have ``text`` in their subject."""
+        return int(self._ask(f"count {text}"))
+
+    def stop(self) -> None:
+        """Stop the server process."""
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+@pytest.fixture(scope="session")
+def smtp_process(mail_cert: TestCertificate) -> Iterator[SmtpProcess]:
+    """aiosmtpd (STARTTLS + AUTH submission) in a process of its own."""
+    server = SmtpProcess(mail_cert)
+    yield server
+    server.stop()
