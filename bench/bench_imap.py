@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
-import ssl
 import time
 import traceback
 from typing import Any
@@ -20,7 +19,13 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.mail_relay.const import EVENT_NEW_MAIL
 from tests.mailserver import DovecotServer, MailUser, TestCertificate
 
-from .mailbox import IdleFloor, deliver_timed, fill_maildir, large_message, tagged_message
+from .mailbox import (
+    IdleFloor,
+    deliver_timed,
+    fill_maildir,
+    large_message,
+    tagged_message,
+)
 from .proxy import ProxyControl
 from .sides import (
     CORE_IMAP_EVENT,
@@ -100,7 +105,7 @@ async def bench_push_latency(
             _, logs[side] = await _setup_side(
                 side, hass, proxy, f"push:{side}", dovecot, user
             )
-        except Exception as exc:  # noqa: BLE001 (reported, not hidden)
+        except Exception as exc:
             sides[side] = _error(exc)
     await asyncio.sleep(2)  # every client reaches IDLE
 
@@ -123,7 +128,9 @@ async def bench_push_latency(
     await floor.stop()
 
     floor_ms = [
-        (floor_seen[i] - accepted[i]) * 1000 for i in range(PUSH_MESSAGES) if i in floor_seen
+        (floor_seen[i] - accepted[i]) * 1000
+        for i in range(PUSH_MESSAGES)
+        if i in floor_seen
     ]
     result: dict[str, Any] = {
         "messages": PUSH_MESSAGES,
@@ -134,7 +141,9 @@ async def bench_push_latency(
     for side, log in logs.items():
         first = log.first_by_subject()
         samples = [
-            (first[s] - accepted[i]) * 1000 for i, s in enumerate(subjects) if s in first
+            (first[s] - accepted[i]) * 1000
+            for i, s in enumerate(subjects)
+            if s in first
         ]
         stats = await proxy.stats(f"push:{side}:imap")
         sides[side] = {
@@ -177,7 +186,7 @@ async def bench_burst(
             _, logs[side] = await _setup_side(
                 side, hass, proxy, f"burst:{side}", dovecot, user
             )
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             sides[side] = _error(exc)
     await asyncio.sleep(2)
 
@@ -192,7 +201,8 @@ async def bench_burst(
         if all(len(log.first_by_subject()) >= BURST_MESSAGES for log in logs.values()):
             return True
         latest = max(
-            (t for log in logs.values() for _, t, _ in log.events), default=last_delivery
+            (t for log in logs.values() for _, t, _ in log.events),
+            default=last_delivery,
         )
         return time.time() - max(latest, last_delivery) > 5
 
@@ -228,7 +238,9 @@ async def bench_burst(
             "bytes_read": stats["s2c"],
             "bytes_sent": stats["c2s"],
             # Completeness over time, for the chart: seconds after the last delivery.
-            "event_offsets_s": sorted(round(first[s] - last_delivery, 3) for s in wanted),
+            "event_offsets_s": sorted(
+                round(first[s] - last_delivery, 3) for s in wanted
+            ),
         }
         log.close()
     sides["peer"]["name"] = PEER_NAME
@@ -249,7 +261,7 @@ async def bench_large_message(
             continue
         try:
             result[side] = await _large_one(hass, dovecot, proxy, side)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             result[side] = _error(exc)
     result["peer"]["name"] = PEER_NAME
     record("large_message", result)
@@ -267,12 +279,14 @@ async def _large_one(
         if not at_event:
             at_event.append(hass.async_create_task(proxy.stats(f"{label}:imap")))
 
-    log._on_event = snapshot  # noqa: SLF001 (our own helper)
+    log._on_event = snapshot
     before = await wait_quiet(proxy, f"{label}:imap", quiet=1.0)
     message = await hass.async_add_executor_job(
         large_message, user.address, f"large {side}"
     )
-    accepted = await hass.async_add_executor_job(deliver_timed, dovecot, user, [message])
+    accepted = await hass.async_add_executor_job(
+        deliver_timed, dovecot, user, [message]
+    )
     await wait_until(lambda: bool(log.events), timeout=90, interval=0.05)
     stats_at_event = await at_event[0] if at_event else None
     after = await wait_quiet(proxy, f"{label}:imap", quiet=1.5)
@@ -323,7 +337,7 @@ async def bench_big_mailbox(
             continue
         try:
             result[side] = await _big_one(hass, dovecot, proxy, side, user)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             result[side] = _error(exc)
     result["peer"]["name"] = PEER_NAME
     record("big_mailbox", result)

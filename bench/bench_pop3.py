@@ -26,7 +26,7 @@ from tests.mailserver import DovecotServer, MailUser, TestCertificate
 
 from .mailbox import deliver_timed, fill_maildir, tagged_message
 from .proxy import ProxyControl
-from .sides import NOT_AVAILABLE, EventLog, mail_relay_entry, mail_relay_has, wait_until
+from .sides import NOT_AVAILABLE, EventLog, mail_relay_entry, mail_relay_has
 
 MAILDROP = 5_000
 NEW = 10
@@ -127,8 +127,11 @@ async def bench_pop3(
                 "bytes_sent": first["c2s"],
                 "events": len(log.events),
             }
-        except Exception as exc:  # noqa: BLE001 (reported, not hidden)
-            ours = {"status": "error", "error": traceback.format_exception_only(exc)[-1]}
+        except Exception as exc:
+            ours = {
+                "status": "error",
+                "error": traceback.format_exception_only(exc)[-1],
+            }
             entry = None
     else:
         ours = dict(NOT_AVAILABLE)
@@ -138,7 +141,9 @@ async def bench_pop3(
         known = len((await proxy.stats("pop3:mail_relay:pop3"))["connections"])
         before = len(log.events)
         trigger = time.time()
-        async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=INTERVAL + 1))
+        async_fire_time_changed(
+            hass, dt_util.utcnow() + timedelta(seconds=INTERVAL + 1)
+        )
         conn = await _new_connection(proxy, "pop3:mail_relay:pop3", known)
         await hass.async_block_till_done()
         return {
@@ -180,7 +185,10 @@ async def bench_pop3(
     )
     if entry is not None:
         new_poll = await poll_ours()
-        ours |= {"poll_nothing_new": summary(ours_idle), "poll_10_new": summary([new_poll])}
+        ours |= {
+            "poll_nothing_new": summary(ours_idle),
+            "poll_10_new": summary([new_poll]),
+        }
         assert log is not None
         ours["events_for_new"] = sorted(s for s, _, _ in log.events if s in subjects)
         ours["events_total"] = len(log.events)

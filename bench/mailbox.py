@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import smtplib
@@ -23,7 +24,7 @@ def fill_maildir(server: DovecotServer, user: MailUser, count: int) -> None:
     """
     root = server.maildir(user)
     home = root.parent
-    uid, gid = server._mail_uid, server._mail_gid  # noqa: SLF001 (test server internals)
+    uid, gid = server._mail_uid, server._mail_gid
     for path in (home, root, root / "cur", root / "new", root / "tmp"):
         path.mkdir(mode=0o700, exist_ok=True)
         os.chown(path, uid, gid)
@@ -31,7 +32,8 @@ def fill_maildir(server: DovecotServer, user: MailUser, count: int) -> None:
     cur = root / "cur"
     for i in range(count):
         data = make_message(
-            subject=f"old message {i}", body=f"Body of old message {i}.\n" * 3,
+            subject=f"old message {i}",
+            body=f"Body of old message {i}.\n" * 3,
             to=user.address,
         )
         name = f"{stamp + i}.M{i}P{os.getpid()}.bench,S={len(data)}:2,"
@@ -139,10 +141,8 @@ class IdleFloor:
         """Leave IDLE, log out and close."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         if self._writer is not None:
             try:
                 self._writer.write(b"DONE\r\na4 LOGOUT\r\n")
@@ -150,7 +150,5 @@ class IdleFloor:
             except (ConnectionError, OSError):
                 pass
             self._writer.close()
-            try:
+            with contextlib.suppress(ConnectionError, OSError, ssl.SSLError):
                 await self._writer.wait_closed()
-            except (ConnectionError, OSError, ssl.SSLError):
-                pass

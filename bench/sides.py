@@ -192,10 +192,17 @@ class EventLog:
 
     @callback
     def _handle(self, event: Event) -> None:
-        if self._entry_ids is not None and event.data.get("entry_id") not in self._entry_ids:
+        if (
+            self._entry_ids is not None
+            and event.data.get("entry_id") not in self._entry_ids
+        ):
             return
         self.events.append(
-            (str(event.data.get("subject")), event.time_fired_timestamp, dict(event.data))
+            (
+                str(event.data.get("subject")),
+                event.time_fired_timestamp,
+                dict(event.data),
+            )
         )
         if self._on_event is not None:
             self._on_event(event)

@@ -53,5 +53,5 @@ def machine() -> dict[str, object]:
         "cores": os.cpu_count(),
         "memory_gb": round(mem_kb / 1024 / 1024, 1),
         "kernel": f"{uname.sysname} {uname.release}",
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
