@@ -498,11 +498,13 @@ def charts(data: dict[str, Any], docs: Path) -> list[str]:
         offsets = _get(s.get(key, {}), "event_offsets_s")
         if offsets is None:
             continue
-        xs = [0.0, *offsets]
-        ys = list(range(len(offsets) + 1))
-        if offsets:
-            xs.append(max(offsets[-1], 0) + 1)
-            ys.append(len(offsets))
+        shift = s.get("delivery_s") or 0.0
+        times = [shift + t for t in offsets]
+        xs = [0.0, *times]
+        ys = list(range(len(times) + 1))
+        if times:
+            xs.append(max(times[-1], shift) + 1)
+            ys.append(len(times))
         ax.step(
             xs,
             ys,
@@ -510,8 +512,11 @@ def charts(data: dict[str, Any], docs: Path) -> list[str]:
             color=colors[key],
             label=f"{names[key]}: {len(offsets)}/{total}",
         )
+    if s.get("delivery_s") is not None:
+        ax.axvline(s["delivery_s"], color="#7f7f7f", linestyle=":", linewidth=1)
+        ax.text(s["delivery_s"], total * 0.5, " last delivery", color="#7f7f7f")
     ax.axhline(total, color="#999999", linestyle="--", linewidth=1)
-    ax.set_xlabel("seconds after the last delivery")
+    ax.set_xlabel("seconds since the first delivery started")
     ax.set_ylabel("distinct messages with an event")
     ax.set_title(f"Burst of {total} messages")
     ax.grid(alpha=0.3)
