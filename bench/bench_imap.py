@@ -156,6 +156,31 @@ async def bench_push_latency(
             "bytes_sent": stats["c2s"],
         } | percentiles(samples)
         log.close()
+    # Percentiles over different sets of messages are not comparable when one
+    # side misses messages: also compare on the messages every client reported.
+    firsts = {side: log.first_by_subject() for side, log in logs.items()}
+    common = [
+        i
+        for i, s in enumerate(subjects)
+        if i in floor_seen and all(s in f for f in firsts.values())
+    ]
+    paired: dict[str, Any] = {"messages": len(common)}
+    paired["floor"] = percentiles(
+        [(floor_seen[i] - accepted[i]) * 1000 for i in common]
+    )
+    for side, first in firsts.items():
+        paired[side] = percentiles(
+            [(first[subjects[i]] - accepted[i]) * 1000 for i in common]
+        )
+    if len(firsts) == 2:
+        diffs = sorted(
+            (firsts["mail_relay"][subjects[i]] - firsts["peer"][subjects[i]]) * 1000
+            for i in common
+        )
+        paired["mail_relay_minus_peer_median_ms"] = (
+            round(diffs[len(diffs) // 2], 1) if diffs else None
+        )
+    result["paired"] = paired
     sides["peer"]["name"] = PEER_NAME
     record("push_latency", result | sides)
 

@@ -189,7 +189,10 @@ def markdown(data: dict[str, Any], charts: list[str]) -> str:
         "bus (`mail_relay_new_mail`, core: `imap_content`). All clients watch the same "
         "mailbox at once, so each delivery is timed for every client. The floor is a bare "
         "IDLE client (raw asyncio + ssl, no FETCH) in the same process: Dovecot itself "
-        "waits about 0.5 s before it tells IDLE clients.",
+        "waits about 0.5 s before it tells IDLE clients. The floor never leaves IDLE, so a "
+        "message delivered while a notification is already pending reaches it early; a "
+        "real client leaves IDLE to fetch and profits from that less often: compare the "
+        "p95, as the target does.",
         "",
     ]
     out += table(
@@ -206,6 +209,29 @@ def markdown(data: dict[str, Any], charts: list[str]) -> str:
         peer_imap,
     )
     floor = s.get("floor", {})
+    paired = s.get("paired", {})
+    if paired.get("messages"):
+        pf = paired.get("floor", {})
+        out += [
+            "",
+            f"On the {paired['messages']} messages that every client reported (the percentiles "
+            "above leave out each side's missed messages, so they cover different sets):",
+            "",
+            "| | floor | Mail Relay | core `imap` |",
+            "|---|---:|---:|---:|",
+        ]
+        for key, title in (("p50_ms", "p50"), ("p95_ms", "p95"), ("max_ms", "max")):
+            out.append(
+                f"| {title} | {_fmt(pf.get(key), 'ms')} | "
+                f"{_fmt(_get(paired, 'mail_relay.' + key), 'ms')} | "
+                f"{_fmt(_get(paired, 'peer.' + key), 'ms')} |"
+            )
+        if paired.get("mail_relay_minus_peer_median_ms") is not None:
+            out += [
+                "",
+                "Median per-message difference, Mail Relay − core: "
+                f"{_fmt(paired['mail_relay_minus_peer_median_ms'], 'ms')}.",
+            ]
     out += [
         "",
         f"Floor (bare IDLE client): p50 {_fmt(floor.get('p50_ms'), 'ms')}, "
@@ -382,9 +408,10 @@ def targets(data: dict[str, Any]) -> list[str]:
         )
 
     rows: list[tuple[str, str, bool | None]] = []
-    ours_p95 = num("push_latency", "mail_relay", "p95_ms")
-    floor_p95 = _get(data["push_latency"], "floor.p95_ms")
-    core_p95 = num("push_latency", "peer", "p95_ms")
+    # Paired: the same messages for all three (core misses some).
+    ours_p95 = _get(data["push_latency"], "paired.mail_relay.p95_ms")
+    floor_p95 = _get(data["push_latency"], "paired.floor.p95_ms")
+    core_p95 = _get(data["push_latency"], "paired.peer.p95_ms")
     if ours_p95 is None or floor_p95 is None or core_p95 is None:
         rows.append(
             (
@@ -397,7 +424,8 @@ def targets(data: dict[str, Any]) -> list[str]:
         rows.append(
             (
                 "Push latency p95 within 25 ms of the floor, not worse than core",
-                f"{ours_p95:g} ms vs floor {floor_p95:g} ms, core {core_p95:g} ms",
+                f"{ours_p95:g} ms vs floor {floor_p95:g} ms, core {core_p95:g} ms "
+                "(same messages)",
                 ours_p95 <= floor_p95 + 25 and ours_p95 <= core_p95,
             )
         )
@@ -541,7 +569,8 @@ def charts(data: dict[str, Any], docs: Path) -> list[str]:
     ax1.set_ylabel("notifications sent")
     ax1.set_title("Cumulative notifications")
     ax1.grid(alpha=0.3)
-    ax1.legend()
+    if labels:
+        ax1.legend()
     ax2.bar(labels, rates, color=bar_colors)
     for i, rate in enumerate(rates):
         ax2.text(i, rate, f"{rate:g}/s", ha="center", va="bottom")
