@@ -1,57 +1,684 @@
-"""Config flow for Mail Relay.
+"""Config flow: address and password in, servers found, login tested, entry out.
 
-Foundation version: manual settings only. Presets, autodetection, the connection
-test, options, reauth and reconfigure come with the setup-flow issue.
+Steps: ``user`` (address, password, IMAP or POP3) -> presets/autodetection ->
+``confirm`` (what was found and where from) or ``manual`` -> ``insecure`` when a
+server would see the password in clear text -> connection test -> entry. Also
+options (folder, push, polling, POP3 retention...), reauth and reconfigure.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 import voluptuous as vol
-from homeassistant.config_entries import ConfigFlow, ConfigFlowResult
+from homeassistant.config_entries import (
+    ConfigEntry,
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlow,
+)
 from homeassistant.const import CONF_PASSWORD
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.selector import (
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+from homeassistant.helpers.translation import async_get_translations
 
 from .const import (
+    CONF_CATCHUP_HOURS,
     CONF_EMAIL,
+    CONF_FOLDER,
+    CONF_INCLUDE_HEADERS,
     CONF_INCOMING_HOST,
     CONF_INCOMING_PORT,
     CONF_INCOMING_SECURITY,
     CONF_INCOMING_USERNAME,
+    CONF_MARK_SEEN,
+    CONF_POLL_INTERVAL,
     CONF_PROTOCOL,
+    CONF_PROVIDER,
+    CONF_PUSH,
+    CONF_RECIPIENTS,
+    CONF_RETENTION,
+    CONF_RETENTION_DAYS,
+    CONF_SENDER_NAME,
+    CONF_SMTP_HOST,
+    CONF_SMTP_PORT,
+    CONF_SMTP_SECURITY,
+    CONF_SMTP_USERNAME,
+    CONF_SOURCE,
+    CONF_TEXT_LIMIT,
+    CONF_VERIFY_SSL,
+    DEFAULT_CATCHUP_HOURS,
+    DEFAULT_FOLDER,
+    DEFAULT_IMAP_POLL_INTERVAL,
+    DEFAULT_POP3_POLL_INTERVAL,
+    DEFAULT_PUSH,
+    DEFAULT_RETENTION,
+    DEFAULT_RETENTION_DAYS,
+    DEFAULT_TEXT_LIMIT,
     DOMAIN,
 )
-from .mail.models import Protocol, Security
-
-USER_SCHEMA = vol.Schema(
-    {
-        vol.Required(CONF_EMAIL): str,
-        vol.Required(CONF_PASSWORD): str,
-        vol.Required(CONF_PROTOCOL, default=Protocol.IMAP.value): vol.In(
-            [Protocol.IMAP.value, Protocol.POP3.value]
-        ),
-        vol.Required(CONF_INCOMING_HOST): str,
-        vol.Required(CONF_INCOMING_PORT, default=993): int,
-        vol.Required(CONF_INCOMING_SECURITY, default=Security.SSL.value): vol.In(
-            [s.value for s in Security]
-        ),
-    }
+from .mail.autoconfig import AutoconfigSettings, DetectedSettings, Source, detect
+from .mail.errors import (
+    AuthError,
+    CertificateError,
+    MailError,
+    MailTimeoutError,
+    OAuthRequiredError,
+    ProtocolError,
+    StartTlsUnavailableError,
 )
+from .mail.models import Protocol, Security, ServerSettings
+from .mail.probe import list_folders, test_login
+from .mail.providers import Provider, find_provider, find_provider_by_id
+from .settings import incoming_settings, smtp_settings
+
+_LOGGER = logging.getLogger(__name__)
+
+CONF_EDIT = "edit"
+LOGIN_TIMEOUT = 15.0  # seconds per network step of the login test
+RETENTIONS = ("keep", "delete", "days")
+_SECURITIES = [s.value for s in Security]
+
+
+def autoconfig_settings(hass: HomeAssistant) -> AutoconfigSettings:
+    """Return where autodetection looks (the public defaults).
+
+    One place to change it: an organisation running its own ISPDB, or a test
+    pointing every lookup at servers on 127.0.0.1, replaces this function.
+    """
+    return AutoconfigSettings()
+
+
+def _normalise(email: str) -> str:
+    return email.strip().lower()
+
+
+def _select(options: list[str], key: str) -> SelectSelector:
+    return SelectSelector(
+        SelectSelectorConfig(
+            options=options, translation_key=key, mode=SelectSelectorMode.DROPDOWN
+        )
+    )
+
+
+def _port() -> vol.All:
+    return vol.All(vol.Coerce(int), vol.Range(min=1, max=65535))
+
+
+def _servers_schema(values: Mapping[str, Any], *, show_verify: bool) -> vol.Schema:
+    """Build the manual/reconfigure form, prefilled from ``values``."""
+
+    def default(key: str) -> dict[str, Any]:
+        value = values.get(key)
+        return {} if value in (None, "") else {"default": value}
+
+    schema: dict[Any, Any] = {
+        vol.Required(CONF_INCOMING_HOST, **default(CONF_INCOMING_HOST)): str,
+        vol.Required(CONF_INCOMING_PORT, **default(CONF_INCOMING_PORT)): _port(),
+        vol.Required(
+            CONF_INCOMING_SECURITY, default=values.get(CONF_INCOMING_SECURITY, "ssl")
+        ): _select(_SECURITIES, "security"),
+        vol.Required(CONF_INCOMING_USERNAME, **default(CONF_INCOMING_USERNAME)): str,
+        vol.Optional(CONF_SMTP_HOST, **default(CONF_SMTP_HOST)): str,
+        vol.Optional(
+            CONF_SMTP_PORT, default=values.get(CONF_SMTP_PORT) or 587
+        ): _port(),
+        vol.Optional(
+            CONF_SMTP_SECURITY, default=values.get(CONF_SMTP_SECURITY) or "starttls"
+        ): _select(_SECURITIES, "security"),
+        vol.Optional(CONF_SMTP_USERNAME, **default(CONF_SMTP_USERNAME)): str,
+    }
+    if show_verify:
+        schema[
+            vol.Required(CONF_VERIFY_SSL, default=values.get(CONF_VERIFY_SSL, True))
+        ] = bool
+    return vol.Schema(schema)
+
+
+def _servers_from_input(user_input: Mapping[str, Any]) -> dict[str, Any]:
+    """Keep the server fields of a form; an empty SMTP host means no SMTP."""
+    data = {
+        CONF_INCOMING_HOST: user_input[CONF_INCOMING_HOST].strip(),
+        CONF_INCOMING_PORT: user_input[CONF_INCOMING_PORT],
+        CONF_INCOMING_SECURITY: user_input[CONF_INCOMING_SECURITY],
+        CONF_INCOMING_USERNAME: user_input[CONF_INCOMING_USERNAME].strip(),
+        CONF_SMTP_HOST: None,
+    }
+    if smtp_host := (user_input.get(CONF_SMTP_HOST) or "").strip():
+        data |= {
+            CONF_SMTP_HOST: smtp_host,
+            CONF_SMTP_PORT: user_input[CONF_SMTP_PORT],
+            CONF_SMTP_SECURITY: user_input[CONF_SMTP_SECURITY],
+            CONF_SMTP_USERNAME: (user_input.get(CONF_SMTP_USERNAME) or "").strip(),
+        }
+    if CONF_VERIFY_SSL in user_input:
+        data[CONF_VERIFY_SSL] = user_input[CONF_VERIFY_SSL]
+    return data
+
+
+def _servers_from_detected(
+    detected: DetectedSettings, protocol: Protocol
+) -> dict[str, Any]:
+    data: dict[str, Any] = {CONF_SMTP_HOST: None}
+    if incoming := detected.incoming(protocol):
+        data |= {
+            CONF_INCOMING_HOST: incoming.host,
+            CONF_INCOMING_PORT: incoming.port,
+            CONF_INCOMING_SECURITY: incoming.security.value,
+            CONF_INCOMING_USERNAME: incoming.username,
+        }
+    if smtp := detected.outgoing:
+        data |= {
+            CONF_SMTP_HOST: smtp.host,
+            CONF_SMTP_PORT: smtp.port,
+            CONF_SMTP_SECURITY: smtp.security.value,
+            CONF_SMTP_USERNAME: smtp.username,
+        }
+    return data
+
+
+def _error_key(err: MailError) -> str:
+    """Map a core error to a translated error key; order matters (subclasses)."""
+    for kind, key in (
+        (OAuthRequiredError, "oauth_required"),
+        (AuthError, "invalid_auth"),
+        (CertificateError, "tls_error"),
+        (StartTlsUnavailableError, "starttls_unavailable"),
+        (MailTimeoutError, "timeout"),
+        (ProtocolError, "unknown"),
+    ):
+        if isinstance(err, kind):
+            return key
+    return "cannot_connect"
 
 
 class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
-    """Add a mail account."""
+    """Add a mail account the way a good mail client's wizard does."""
 
     VERSION = 1
+
+    def __init__(self) -> None:
+        """Start with nothing known."""
+        self._email = ""
+        self._password = ""
+        self._protocol = Protocol.IMAP
+        self._provider: Provider | None = None
+        self._source = Source.MANUAL
+        self._servers: dict[str, Any] = {}
+        self._insecure_confirmed = False
+        self._show_verify = False
+        self._return_step = "manual"
+        self._tested_for: str | None = None
+
+    # -- helpers -------------------------------------------------------
+
+    def _placeholders(self) -> dict[str, str]:
+        provider = self._provider
+        return {
+            "email": self._email,
+            "provider": provider.name if provider else self._email.partition("@")[2],
+            "help_url": (provider.help_url if provider else None) or "",
+            "server": str(self._servers.get(CONF_INCOMING_HOST) or ""),
+        }
+
+    def _entry_data(self) -> dict[str, Any]:
+        return {
+            CONF_EMAIL: self._email,
+            CONF_PASSWORD: self._password,
+            CONF_PROTOCOL: self._protocol.value,
+            CONF_VERIFY_SSL: True,
+            **self._servers,
+            CONF_PROVIDER: self._provider.id if self._provider else None,
+            CONF_SOURCE: self._source.value,
+        }
+
+    async def _async_test(self) -> dict[str, str]:
+        """Log in to the incoming and SMTP servers; return form errors."""
+        if self._provider is not None and self._provider.oauth_required:
+            return {"base": "oauth_required"}
+        data = self._entry_data()
+        servers: list[tuple[ServerSettings, Protocol]] = [
+            (incoming_settings(data), self._protocol)
+        ]
+        if (smtp := smtp_settings(data)) is not None:
+            servers.append((smtp, Protocol.SMTP))
+        for settings, protocol in servers:
+            try:
+                await test_login(settings, protocol, io_timeout=LOGIN_TIMEOUT)
+            except MailError as err:
+                _LOGGER.debug("Login test to %s failed: %r", settings.host, err)
+                key = _error_key(err)
+                if key == "tls_error":
+                    self._show_verify = True
+                return {"base": key}
+        return {}
+
+    def _uses_clear_text(self) -> bool:
+        securities = [self._servers[CONF_INCOMING_SECURITY]]
+        if self._servers.get(CONF_SMTP_HOST):
+            securities.append(self._servers[CONF_SMTP_SECURITY])
+        return Security.NONE.value in securities
+
+    async def _async_test_and_finish(self) -> ConfigFlowResult:
+        """Confirm clear text if needed, test, then create or update the entry."""
+        if self._uses_clear_text() and not self._insecure_confirmed:
+            return await self.async_step_insecure()
+        errors = await self._async_test()
+        if errors:
+            return await self._async_show_errors(errors)
+        if self.source == "reconfigure":
+            entry = self._get_reconfigure_entry()
+            data = {**entry.data, **self._servers, CONF_SOURCE: Source.MANUAL.value}
+            return self.async_update_reload_and_abort(entry, data=data)
+        return self.async_create_entry(title=self._email, data=self._entry_data())
+
+    async def _async_show_errors(self, errors: dict[str, str]) -> ConfigFlowResult:
+        """Show an error where the user can fix it."""
+        if self.source == "reconfigure":
+            return self._show_servers_form("reconfigure", errors)
+        if errors["base"] in ("invalid_auth", "oauth_required"):
+            return self._show_user_form(errors)
+        if self._return_step == "confirm":
+            return await self._show_confirm_form(errors)
+        return self._show_servers_form("manual", errors)
+
+    # -- user ----------------------------------------------------------
+
+    def _show_user_form(self, errors: dict[str, str] | None = None) -> ConfigFlowResult:
+        errors = dict(errors or {})
+        provider = self._provider
+        if errors.get("base") == "invalid_auth" and provider and provider.app_password:
+            errors[CONF_PASSWORD] = "app_password_required"
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_EMAIL, default=self._email or vol.UNDEFINED): (
+                    TextSelector(TextSelectorConfig(type=TextSelectorType.EMAIL))
+                ),
+                vol.Required(CONF_PASSWORD): TextSelector(
+                    TextSelectorConfig(type=TextSelectorType.PASSWORD)
+                ),
+                vol.Required(
+                    CONF_PROTOCOL, default=self._protocol.value
+                ): SelectSelector(
+                    SelectSelectorConfig(
+                        options=[Protocol.IMAP.value, Protocol.POP3.value],
+                        translation_key="protocol",
+                        mode=SelectSelectorMode.LIST,
+                    )
+                ),
+            }
+        )
+        return self.async_show_form(
+            step_id="user",
+            data_schema=schema,
+            errors=errors,
+            description_placeholders=self._placeholders(),
+        )
 
     async def async_step_user(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Ask for the address, password and incoming server."""
+        """Ask for the address, the password and IMAP or POP3."""
+        if user_input is None:
+            return self._show_user_form()
+        email = _normalise(user_input[CONF_EMAIL])
+        self._email = email
+        self._password = user_input[CONF_PASSWORD]
+        self._protocol = Protocol(user_input[CONF_PROTOCOL])
+        self._provider = find_provider(email)
+        local, _, domain = email.partition("@")
+        if not local or "." not in domain:
+            return self._show_user_form({CONF_EMAIL: "invalid_email"})
+        await self.async_set_unique_id(f"{email}:{self._protocol.value}")
+        self._abort_if_unique_id_configured()
+        if self._provider is not None and self._provider.oauth_required:
+            return self._show_user_form({"base": "oauth_required"})
+        if self._servers and self._tested_for == self.unique_id:
+            # Back here after a refused login: keep the servers, test again.
+            return await self._async_test_and_finish()
+        self._tested_for = self.unique_id
+        self._source = Source.MANUAL
+        self._servers = {}
+        detected = await detect(
+            email,
+            async_get_clientsession(self.hass),
+            autoconfig_settings(self.hass),
+        )
+        if detected is not None:
+            self._servers = _servers_from_detected(detected, self._protocol)
+            self._source = detected.source
+            if detected.provider_id:
+                self._provider = find_provider_by_id(detected.provider_id)
+            if detected.incoming(self._protocol) is not None:
+                return await self.async_step_confirm()
+        return await self.async_step_manual()
+
+    # -- confirm -------------------------------------------------------
+
+    async def _describe(self) -> dict[str, str]:
+        """Placeholders describing the servers, in the user's language."""
+        strings = await async_get_translations(
+            self.hass, self.hass.config.language, "selector", {DOMAIN}
+        )
+
+        def label(selector: str, value: str) -> str:
+            key = f"component.{DOMAIN}.selector.{selector}.options.{value}"
+            return strings.get(key, value)
+
+        servers = self._servers
+
+        def line(prefix: str) -> str:
+            if not servers.get(f"{prefix}_host"):
+                return "—"
+            return (
+                f"{servers[f'{prefix}_host']}:{servers[f'{prefix}_port']}, "
+                f"{label('security', servers[f'{prefix}_security'])}, "
+                f"{servers[f'{prefix}_username'] or '—'}"
+            )
+
+        return {
+            **self._placeholders(),
+            "source": label("source", self._source.value),
+            "protocol": self._protocol.value.upper(),
+            "incoming": line("incoming"),
+            "smtp": line("smtp"),
+        }
+
+    async def _show_confirm_form(
+        self, errors: dict[str, str] | None = None
+    ) -> ConfigFlowResult:
+        schema: dict[Any, Any] = {vol.Optional(CONF_EDIT, default=False): bool}
+        if self._show_verify:
+            schema[vol.Required(CONF_VERIFY_SSL, default=True)] = bool
+        return self.async_show_form(
+            step_id="confirm",
+            data_schema=vol.Schema(schema),
+            errors=errors or {},
+            description_placeholders=await self._describe(),
+        )
+
+    async def async_step_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show what was found and where from; test it or edit it."""
+        self._return_step = "confirm"
+        if user_input is None:
+            return await self._show_confirm_form()
+        if user_input[CONF_EDIT]:
+            return await self.async_step_manual()
+        if CONF_VERIFY_SSL in user_input:
+            self._servers[CONF_VERIFY_SSL] = user_input[CONF_VERIFY_SSL]
+        return await self._async_test_and_finish()
+
+    # -- manual --------------------------------------------------------
+
+    def _show_servers_form(
+        self, step_id: str, errors: dict[str, str] | None = None
+    ) -> ConfigFlowResult:
+        show_verify = self._show_verify or self.show_advanced_options
+        return self.async_show_form(
+            step_id=step_id,
+            data_schema=_servers_schema(self._servers, show_verify=show_verify),
+            errors=errors or {},
+            description_placeholders=self._placeholders(),
+        )
+
+    async def async_step_manual(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Let the user enter or correct every server setting."""
+        self._return_step = "manual"
+        if user_input is None:
+            if not self._servers.get(CONF_INCOMING_HOST):
+                self._servers.setdefault(CONF_INCOMING_USERNAME, self._email)
+            return self._show_servers_form("manual")
+        self._servers = _servers_from_input(user_input)
+        self._source = Source.MANUAL
+        self._insecure_confirmed = False
+        return await self._async_test_and_finish()
+
+    # -- clear text ----------------------------------------------------
+
+    async def async_step_insecure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Make the user say yes before a password travels in clear text."""
+        step = "reconfigure" if self.source == "reconfigure" else "manual"
+        return self.async_show_menu(
+            step_id="insecure",
+            menu_options=["insecure_accept", step],
+            description_placeholders=self._placeholders(),
+        )
+
+    async def async_step_insecure_accept(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Test and finish once the user accepted clear text."""
+        self._insecure_confirmed = True
+        return await self._async_test_and_finish()
+
+    # -- reauth --------------------------------------------------------
+
+    async def async_step_reauth(
+        self, entry_data: Mapping[str, Any]
+    ) -> ConfigFlowResult:
+        """Start over the password the server refused."""
+        self._load_entry(entry_data)
+        return await self.async_step_reauth_confirm()
+
+    def _load_entry(self, data: Mapping[str, Any]) -> None:
+        self._email = data[CONF_EMAIL]
+        self._password = data[CONF_PASSWORD]
+        self._protocol = Protocol(data[CONF_PROTOCOL])
+        provider_id = data.get(CONF_PROVIDER)
+        self._provider = find_provider_by_id(provider_id) if provider_id else None
+        self._source = Source(data.get(CONF_SOURCE) or Source.MANUAL)
+        self._servers = {
+            key: data.get(key)
+            for key in (
+                CONF_INCOMING_HOST,
+                CONF_INCOMING_PORT,
+                CONF_INCOMING_SECURITY,
+                CONF_INCOMING_USERNAME,
+                CONF_SMTP_HOST,
+                CONF_SMTP_PORT,
+                CONF_SMTP_SECURITY,
+                CONF_SMTP_USERNAME,
+            )
+        }
+        self._servers[CONF_VERIFY_SSL] = data.get(CONF_VERIFY_SSL, True)
+        # The stored settings were confirmed when the entry was created.
+        self._insecure_confirmed = True
+
+    async def async_step_reauth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for the new password only, and test it."""
+        errors: dict[str, str] = {}
         if user_input is not None:
-            email = user_input[CONF_EMAIL].strip().lower()
-            await self.async_set_unique_id(f"{email}:{user_input[CONF_PROTOCOL]}")
-            self._abort_if_unique_id_configured()
-            data = {**user_input, CONF_EMAIL: email, CONF_INCOMING_USERNAME: email}
-            return self.async_create_entry(title=email, data=data)
-        return self.async_show_form(step_id="user", data_schema=USER_SCHEMA)
+            self._password = user_input[CONF_PASSWORD]
+            errors = await self._async_test()
+            if not errors:
+                return self.async_update_reload_and_abort(
+                    self._get_reauth_entry(),
+                    data_updates={CONF_PASSWORD: self._password},
+                )
+            if (
+                errors["base"] == "invalid_auth"
+                and self._provider
+                and self._provider.app_password
+            ):
+                errors[CONF_PASSWORD] = "app_password_required"
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=vol.Schema(
+                {
+                    vol.Required(CONF_PASSWORD): TextSelector(
+                        TextSelectorConfig(type=TextSelectorType.PASSWORD)
+                    )
+                }
+            ),
+            errors=errors,
+            description_placeholders=self._placeholders(),
+        )
+
+    # -- reconfigure ---------------------------------------------------
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change the servers of an existing account."""
+        if user_input is None:
+            self._load_entry(self._get_reconfigure_entry().data)
+            return self._show_servers_form("reconfigure")
+        self._servers = _servers_from_input(user_input)
+        self._insecure_confirmed = False
+        return await self._async_test_and_finish()
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: ConfigEntry) -> MailRelayOptionsFlow:
+        """Return the options flow."""
+        return MailRelayOptionsFlow()
+
+
+def _seconds(minimum: int, maximum: int) -> vol.All:
+    return vol.All(
+        NumberSelector(
+            NumberSelectorConfig(
+                min=minimum,
+                max=maximum,
+                step=1,
+                mode=NumberSelectorMode.BOX,
+                unit_of_measurement="s",
+            )
+        ),
+        vol.Coerce(int),
+        vol.Range(min=minimum, max=maximum),
+    )
+
+
+def _number(minimum: int, maximum: int) -> vol.All:
+    return vol.All(
+        NumberSelector(
+            NumberSelectorConfig(
+                min=minimum, max=maximum, step=1, mode=NumberSelectorMode.BOX
+            )
+        ),
+        vol.Coerce(int),
+        vol.Range(min=minimum, max=maximum),
+    )
+
+
+def _recipients(value: object) -> list[str]:
+    """Accept a list or a comma-separated string of addresses."""
+    items = value if isinstance(value, list) else str(value).split(",")
+    addresses = [str(item).strip() for item in items if str(item).strip()]
+    for address in addresses:
+        local, _, domain = address.partition("@")
+        if not local or "." not in domain or " " in address:
+            raise vol.Invalid("invalid_recipient")
+    return addresses
+
+
+class MailRelayOptionsFlow(OptionsFlow):
+    """Tune how an account is watched and how it sends."""
+
+    async def async_step_init(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show the options of an IMAP or a POP3 account."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                user_input[CONF_RECIPIENTS] = _recipients(
+                    user_input.get(CONF_RECIPIENTS, [])
+                )
+            except vol.Invalid:
+                errors[CONF_RECIPIENTS] = "invalid_recipient"
+            else:
+                return self.async_create_entry(data=user_input)
+        entry = self.config_entry
+        options = {**entry.options, **(user_input or {})}
+        if entry.data[CONF_PROTOCOL] == Protocol.IMAP.value:
+            schema = await self._imap_schema(options)
+        else:
+            schema = self._pop3_schema(options)
+        schema |= {
+            vol.Optional(
+                CONF_TEXT_LIMIT,
+                default=options.get(CONF_TEXT_LIMIT, DEFAULT_TEXT_LIMIT),
+            ): _number(0, 32768),
+            vol.Optional(
+                CONF_INCLUDE_HEADERS, default=options.get(CONF_INCLUDE_HEADERS, False)
+            ): bool,
+            vol.Optional(
+                CONF_RECIPIENTS, default=options.get(CONF_RECIPIENTS, [])
+            ): TextSelector(
+                TextSelectorConfig(type=TextSelectorType.EMAIL, multiple=True)
+            ),
+            vol.Optional(
+                CONF_SENDER_NAME, default=options.get(CONF_SENDER_NAME, "")
+            ): str,
+        }
+        return self.async_show_form(
+            step_id="init", data_schema=vol.Schema(schema), errors=errors
+        )
+
+    async def _imap_schema(self, options: Mapping[str, Any]) -> dict[Any, Any]:
+        current = options.get(CONF_FOLDER, DEFAULT_FOLDER)
+        try:
+            folders = await list_folders(incoming_settings(self.config_entry.data))
+        except MailError as err:
+            _LOGGER.debug("Cannot list folders: %r", err)
+            folders = []
+        choices = list(dict.fromkeys([current, *folders]))
+        return {
+            vol.Required(CONF_FOLDER, default=current): SelectSelector(
+                SelectSelectorConfig(
+                    options=choices,
+                    custom_value=True,
+                    mode=SelectSelectorMode.DROPDOWN,
+                )
+            ),
+            vol.Optional(CONF_PUSH, default=options.get(CONF_PUSH, DEFAULT_PUSH)): bool,
+            vol.Optional(
+                CONF_POLL_INTERVAL,
+                default=options.get(CONF_POLL_INTERVAL, DEFAULT_IMAP_POLL_INTERVAL),
+            ): _seconds(30, 86400),
+            vol.Optional(
+                CONF_MARK_SEEN, default=options.get(CONF_MARK_SEEN, False)
+            ): bool,
+            vol.Optional(
+                CONF_CATCHUP_HOURS,
+                default=options.get(CONF_CATCHUP_HOURS, DEFAULT_CATCHUP_HOURS),
+            ): _number(0, 720),
+        }
+
+    def _pop3_schema(self, options: Mapping[str, Any]) -> dict[Any, Any]:
+        return {
+            vol.Optional(
+                CONF_POLL_INTERVAL,
+                default=options.get(CONF_POLL_INTERVAL, DEFAULT_POP3_POLL_INTERVAL),
+            ): _seconds(30, 86400),
+            vol.Optional(
+                CONF_RETENTION, default=options.get(CONF_RETENTION, DEFAULT_RETENTION)
+            ): _select(list(RETENTIONS), "retention"),
+            vol.Optional(
+                CONF_RETENTION_DAYS,
+                default=options.get(CONF_RETENTION_DAYS, DEFAULT_RETENTION_DAYS),
+            ): _number(1, 3650),
+        }

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from homeassistant.config_entries import ConfigEntry
 
 from .mail.models import Protocol, ServerSettings
+from .mail.smtp import SmtpSender
+
+if TYPE_CHECKING:
+    from .coordinator import MailRelayCoordinator
 
 
 @dataclass
@@ -17,6 +22,9 @@ class MailRelayData:
     protocol: Protocol
     incoming: ServerSettings
     smtp: ServerSettings | None
+    coordinator: MailRelayCoordinator | None = None
+    # One sender per account, so bursts of notifications share a connection.
+    sender: SmtpSender | None = None
 
 
 type MailRelayConfigEntry = ConfigEntry[MailRelayData]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -12,6 +13,7 @@ from custom_components.mail_relay.mail.models import Protocol, Security
 from tests.mailserver import MailUser
 
 
+@pytest.mark.usefixtures("trust_test_cert")
 async def test_setup_and_unload(
     hass: HomeAssistant,
     mail_user: MailUser,

@@ -13,7 +13,13 @@ from custom_components.mail_relay.mail.message import (
     html_to_text,
 )
 
-COMMON = {"account": "me@example.org", "protocol": "pop3", "folder": "INBOX", "uid": "u1", "uidvalidity": None}
+COMMON = {
+    "account": "me@example.org",
+    "protocol": "pop3",
+    "folder": "INBOX",
+    "uid": "u1",
+    "uidvalidity": None,
+}
 
 
 def event(raw: bytes, text_limit: int = 2048, **kw):
@@ -58,10 +64,14 @@ def test_multipart_attachments_listed_and_text_preferred() -> None:
     msg["Subject"] = "report"
     msg.set_content("plain body")
     msg.add_alternative("<p>html body</p>", subtype="html")
-    msg.add_attachment(b"x" * 3000, maintype="application", subtype="pdf", filename="facture.pdf")
+    msg.add_attachment(
+        b"x" * 3000, maintype="application", subtype="pdf", filename="facture.pdf"
+    )
     ev = event(msg.as_bytes())
     assert ev.text == "plain body"
-    assert [(a.filename, a.content_type, a.size) for a in ev.attachments] == [("facture.pdf", "application/pdf", 3000)]
+    assert [(a.filename, a.content_type, a.size) for a in ev.attachments] == [
+        ("facture.pdf", "application/pdf", 3000)
+    ]
 
 
 def test_unknown_charset_and_broken_mime_still_give_an_event() -> None:
@@ -80,7 +90,8 @@ def test_truncated_base64_body_decodes_what_arrived() -> None:
     msg.set_content("é" * 400, cte="base64")
     raw = msg.as_bytes()
     ev = event(raw[: len(raw) // 2])
-    assert ev.text and set(ev.text) == {"é"}
+    assert ev.text
+    assert set(ev.text) == {"é"}
 
 
 def test_text_limit() -> None:
@@ -125,7 +136,9 @@ def test_authentication_results_unaligned_dkim_is_not_verified() -> None:
 
 
 def test_aligned_dkim_subdomain_verifies() -> None:
-    _, verified = authentication_results("mx; dkim=pass header.d=mail.bank.fr", "bank.fr")
+    _, verified = authentication_results(
+        "mx; dkim=pass header.d=mail.bank.fr", "bank.fr"
+    )
     assert verified
 
 
@@ -148,7 +161,15 @@ def test_no_authentication_header() -> None:
 
 
 def test_body_text_quoted_printable_latin1() -> None:
-    assert body_text(b"caf=E9 =\r\nnoir", encoding="quoted-printable", charset="iso-8859-1", subtype="plain") == "café noir"
+    assert (
+        body_text(
+            b"caf=E9 =\r\nnoir",
+            encoding="quoted-printable",
+            charset="iso-8859-1",
+            subtype="plain",
+        )
+        == "café noir"
+    )
 
 
 def test_html_to_text_entities() -> None:

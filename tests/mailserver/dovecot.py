@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
 import secrets
 import shutil
+import signal
 import smtplib
 import subprocess
 import tempfile
@@ -191,6 +193,8 @@ service auth-worker {{
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            # Its own process group: stop() can end the client sessions too.
+            start_new_session=True,
         )
         try:
             for port in self.ports():
@@ -212,7 +216,11 @@ service auth-worker {{
         """Stop Dovecot and wait for all of its processes to exit."""
         if self._process is None:
             return
-        self._process.terminate()
+        group = self._process.pid
+        # The whole group at once: the master alone takes a second to exit,
+        # and client sessions (imap, pop3) would outlive it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGTERM)
         try:
             self._process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -221,6 +229,8 @@ service auth-worker {{
         if self._process.stderr is not None:
             self._process.stderr.close()
         self._process = None
+        # Clients must see their sessions drop, as when a real server goes down.
+        self._kill_group(group)
         # Child processes leave with the master; make sure the ports are free
         # before a restart binds them again.
         deadline = time.monotonic() + 10
@@ -228,6 +238,21 @@ service auth-worker {{
             is_listening(p) for p in self.ports()
         ):
             time.sleep(0.05)
+
+    @staticmethod
+    def _kill_group(group: int) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(group, sig)
+            except (ProcessLookupError, PermissionError):
+                return
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(group, 0)
+                except (ProcessLookupError, PermissionError):
+                    return
+                time.sleep(0.05)
 
     def cleanup(self) -> None:
         """Stop and delete every file the server wrote."""
@@ -282,6 +307,35 @@ service auth-worker {{
         if recipients:
             with smtplib.LMTP(self.host, self.lmtp_port, timeout=30) as lmtp:
                 lmtp.sendmail(message.mail_from, recipients, message.data)
+
+    def fill_maildir(self, user: MailUser, count: int, subject: str = "Bulk") -> None:
+        """Write ``count`` small messages straight into the user's Maildir/cur.
+
+        Far faster than LMTP for big mailboxes; Dovecot finds them at the next
+        login. Sizes go into the file names (``S=``, ``W=``) as Dovecot's own
+        deliveries do, so it need not read every file to answer STAT/LIST.
+        """
+        home = self.directory / "home" / user.address
+        root = self.maildir(user)
+        for sub in ("cur", "new", "tmp"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        tag = secrets.token_hex(4)
+        stamp = int(time.time())
+        for number in range(count):
+            data = (
+                f"From: sender@example.org\nTo: {user.address}\n"
+                f"Subject: {subject} {number}\n"
+                f"Message-ID: <{tag}.{number}@example.org>\n"
+                "Date: Mon, 23 Nov 2026 10:00:00 +0000\n\n"
+                f"Bulk message {number}.\n"
+            ).encode()
+            name = (
+                f"{stamp}.M{number}P{tag}.mailrelay,"
+                f"S={len(data)},W={len(data) + data.count(b'\n')}:2,"
+            )
+            (root / "cur" / name).write_bytes(data)
+        for path in (home, *home.rglob("*")):
+            os.chown(path, self._mail_uid, self._mail_gid)
 
     def message_count(self, user: MailUser) -> int:
         """Count the messages in the user's INBOX on disk."""

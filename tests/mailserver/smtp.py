@@ -42,6 +42,23 @@ class ReceivedMessage:
         return msg
 
 
+class _CountingController(Controller):
+    """A Controller that counts the connections (SMTP sessions) it serves."""
+
+    def __init__(
+        self, server: SmtpServer, mode: str, *args: Any, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._server = server
+        self._mode = mode
+
+    def factory(self) -> SMTP:
+        # aiosmtpd builds one SMTP instance per accepted connection.
+        with self._server.lock:
+            self._server.sessions[self._mode] += 1
+        return super().factory()
+
+
 @dataclass
 class _Handler:
     server: SmtpServer
@@ -90,6 +107,8 @@ class SmtpServer:
         self.messages: list[ReceivedMessage] = []
         self.replies: list[str | None] = []
         self.connections: set[int] = set()
+        # Connections accepted per mode (includes aiosmtpd's own readiness probe).
+        self.sessions: dict[str, int] = dict.fromkeys(MODES, 0)
         self.relay: Callable[[ReceivedMessage], None] | None = None
         self.lock = threading.Lock()
         self._controllers: list[Controller] = []
@@ -155,7 +174,9 @@ class SmtpServer:
             "plain": {"auth_require_tls": False, "auth_required": False},
         }
         for mode, extra in configs.items():
-            controller = Controller(
+            controller = _CountingController(
+                self,
+                mode,
                 _Handler(self, mode),
                 port=self.ports[mode],
                 server_hostname="localhost",

@@ -56,3 +56,7 @@ class SendError(MailError):
         self.code = code
         self.reply = reply
         self.permanent = permanent
+
+
+class MessageNotFoundError(ProtocolError):
+    """No message with that UID in the folder (moved, deleted, or never there)."""

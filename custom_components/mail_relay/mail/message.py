@@ -80,7 +80,16 @@ def _decode_bytes(data: bytes, charset: str | None) -> str:
         try:
             codecs.lookup(candidate)
             return data.decode(candidate)
-        except (LookupError, UnicodeDecodeError):
+        except LookupError:
+            continue
+        except UnicodeDecodeError as err:
+            # A partial fetch may cut the last character in two: drop it
+            # rather than decode everything as Latin-1.
+            if err.reason == "unexpected end of data" and err.start >= len(data) - 4:
+                try:
+                    return data[: err.start].decode(candidate)
+                except UnicodeDecodeError:
+                    pass
             continue
     # Latin-1 never fails; a wrong guess beats losing the text.
     return data.decode("latin-1")

@@ -1,0 +1,242 @@
+"""Build outgoing messages with the standard library, refusing header injection.
+
+Every user-supplied string that ends up in a header (subject, display names,
+addresses, file names) is checked for control characters first: the email
+package folds and encodes headers, but a CR/LF smuggled in would let a caller
+add headers or recipients of their own.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email import policy
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
+from html.parser import HTMLParser
+
+from .errors import MessageError
+
+# C0 controls, DEL, C1 controls and the Unicode line/paragraph separators: all of
+# them either end a header line or have no business in one.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# RFC 5321 forbids these in an addr-spec we hand to the server unquoted.
+_ADDR_FORBIDDEN = re.compile(r"[\s<>()\[\],;:\"\\]")
+
+DEFAULT_MIME_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file to send; reading it from disk is the caller's job."""
+
+    filename: str
+    content: bytes = field(repr=False)
+    mime_type: str | None = None  # guessed from the file name when None
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMail:
+    """What to send; recipients are "addr" or "Name <addr>" strings."""
+
+    sender: str
+    to: Sequence[str] = ()
+    subject: str = ""
+    text: str | None = None
+    html: str | None = None
+    sender_name: str | None = None
+    cc: Sequence[str] = ()
+    bcc: Sequence[str] = ()
+    reply_to: Sequence[str] = ()
+    attachments: Sequence[Attachment] = ()
+    # Shown inside the HTML body, referenced there as ``cid:<filename>``.
+    images: Sequence[Attachment] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ComposedMail:
+    """A message ready for SMTP: the bytes and the envelope."""
+
+    message: EmailMessage
+    sender: str
+    recipients: tuple[str, ...]
+
+    def as_bytes(self) -> bytes:
+        """Serialise with CRLF line ends and 7-bit safe RFC 2047 headers."""
+        return self.message.as_bytes(policy=policy.SMTP)
+
+
+def check_header_text(value: str, what: str) -> str:
+    """Refuse control characters (CR/LF first among them) in a header value."""
+    if _CONTROL.search(value):
+        raise MessageError(f"{what} contains a line break or control character")
+    return value
+
+
+def parse_address(value: str, what: str) -> Address:
+    """Parse "addr" or "Name <addr>" strictly into one validated address."""
+    check_header_text(value, what)
+    name, addr = parseaddr(value, strict=True)
+    if not addr:
+        raise MessageError(f"{what} is not a valid email address: {value!r}")
+    local, at, domain = addr.rpartition("@")
+    if (
+        not at
+        or not local
+        or not domain
+        or _ADDR_FORBIDDEN.search(addr)
+        or "." not in domain
+        or domain.startswith(".")
+        or domain.endswith(".")
+        or ".." in domain
+    ):
+        raise MessageError(f"{what} is not a valid email address: {value!r}")
+    try:
+        address = Address(display_name=name, addr_spec=addr)
+    except (HeaderParseError, ValueError, IndexError) as err:
+        raise MessageError(f"{what} is not a valid email address: {value!r}") from err
+    if address.addr_spec != addr:
+        # The parser read something else than what was given (quoting tricks).
+        raise MessageError(f"{what} is not a valid email address: {value!r}")
+    return address
+
+
+def _addresses(values: Sequence[str], what: str) -> list[Address]:
+    return [parse_address(v, what) for v in values]
+
+
+class _TextExtractor(HTMLParser):
+    """Plain-text alternative for an HTML-only message (crude on purpose)."""
+
+    _BREAKS = frozenset({"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._skip += 1
+        elif tag in self._BREAKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style") and self._skip:
+            self._skip -= 1
+        elif tag in self._BREAKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Return readable text from HTML, for clients that do not show HTML."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def _mime_type(item: Attachment) -> tuple[str, str]:
+    mime = item.mime_type or mimetypes.guess_type(item.filename)[0]
+    mime = mime or DEFAULT_MIME_TYPE
+    maintype, sep, subtype = mime.partition("/")
+    if not sep or not maintype or not subtype or _CONTROL.search(mime):
+        raise MessageError(f"attachment {item.filename!r} has an invalid MIME type")
+    return maintype.lower(), subtype.lower()
+
+
+def _filename(item: Attachment, what: str) -> str:
+    name = check_header_text(item.filename, what)
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    if not name:
+        raise MessageError(f"{what} has no file name")
+    return name
+
+
+def _cte(body: str) -> str | None:
+    """Keep bodies 7-bit, so servers without 8BITMIME relay them intact."""
+    return None if body.isascii() else "quoted-printable"
+
+
+def compose(mail: OutgoingMail) -> ComposedMail:
+    """Build the MIME message and its envelope, or raise MessageError."""
+    sender = parse_address(mail.sender, "sender")
+    if mail.sender_name is not None:
+        check_header_text(mail.sender_name, "sender name")
+        sender = Address(display_name=mail.sender_name, addr_spec=sender.addr_spec)
+    check_header_text(mail.subject, "subject")
+    to = _addresses(mail.to, "to")
+    cc = _addresses(mail.cc, "cc")
+    bcc = _addresses(mail.bcc, "bcc")
+    reply_to = _addresses(mail.reply_to, "reply_to")
+    if not (to or cc or bcc):
+        raise MessageError("the message has no recipient")
+
+    msg = EmailMessage(policy=policy.default)
+    msg["From"] = sender
+    if to:
+        msg["To"] = to
+    if cc:
+        msg["Cc"] = cc
+    if reply_to:
+        msg["Reply-To"] = reply_to
+    msg["Subject"] = mail.subject
+    msg["Date"] = formatdate(localtime=True)
+    msg["Message-ID"] = make_msgid(domain=sender.domain)
+    # Bcc is deliberately never a header: it only goes into the envelope.
+
+    text = mail.text
+    if text is None and mail.html is not None:
+        text = html_to_text(mail.html)
+    text = text or ""
+    msg.set_content(text, cte=_cte(text))
+    if mail.html is not None:
+        msg.add_alternative(mail.html, subtype="html", cte=_cte(mail.html))
+        html_part = list(msg.iter_parts())[-1]
+        assert isinstance(html_part, EmailMessage)
+        for image in mail.images:
+            name = _filename(image, "image file name")
+            maintype, subtype = _mime_type(image)
+            html_part.add_related(
+                image.content,
+                maintype,
+                subtype,
+                cid=f"<{name}>",
+                disposition="inline",
+                filename=name,
+            )
+    else:
+        # No HTML to reference them from: show them inline after the text.
+        for image in mail.images:
+            name = _filename(image, "image file name")
+            maintype, subtype = _mime_type(image)
+            msg.add_attachment(
+                image.content,
+                maintype,
+                subtype,
+                disposition="inline",
+                filename=name,
+                cid=f"<{name}>",
+            )
+    for item in mail.attachments:
+        name = _filename(item, "attachment file name")
+        maintype, subtype = _mime_type(item)
+        msg.add_attachment(item.content, maintype, subtype, filename=name)
+
+    recipients: list[str] = []
+    seen: set[str] = set()
+    for address in (*to, *cc, *bcc):
+        key = address.addr_spec.lower()
+        if key not in seen:
+            seen.add(key)
+            recipients.append(address.addr_spec)
+    return ComposedMail(msg, sender.addr_spec, tuple(recipients))

@@ -1,0 +1,594 @@
+"""POP3 watching: UIDL-based polling with the user's retention choice.
+
+Built on the standard library's ``poplib`` (the tested client; no maintained
+asyncio POP3 library exists), every blocking step runs in the default executor
+so the event loop never blocks. Steps on one connection run one after another.
+
+One poll is one POP3 session:
+
+1. connect (POP3S, or STLS on the plain port and fail closed, or clear text
+   only when the user chose it), ``CAPA``, log in (``AUTH PLAIN`` when offered,
+   else ``USER``/``PASS``);
+2. ``UIDL``: UIDLs not in :attr:`Pop3State.seen` are new; seen UIDLs no longer
+   on the server are forgotten, which keeps the state as small as the maildrop;
+3. for each new message, oldest first: ``LIST n`` (size), ``TOP n k`` (headers
+   and the start of the body; ``RETR`` read up to a cap when TOP is missing),
+   build the event, await the host's callback, and only then record the UIDL;
+4. ``DELE`` what the retention choice says, for messages already reported;
+5. ``QUIT``, which is what commits deletions (RFC 1939's UPDATE state).
+
+A session that fails anywhere before ``QUIT`` is closed without it, so the
+server rolls back every ``DELE`` of that session; messages not yet reported
+are not in the seen set and are reported by the next poll. Nothing is lost,
+and the seen set never claims a message that was not reported.
+
+First poll: a host that passes ``state=None`` (first setup) gets the mail
+already in the maildrop taken as seen without events, as IMAP starts from
+UIDNEXT; those messages are marked with a first-seen time of ``0`` and are
+never deleted by retention, because they were never reported. A host that
+passes a state, even an empty one, gets every unseen message reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import poplib
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import partial
+from typing import Any, Final
+
+from .errors import (
+    AuthError,
+    CertificateError,
+    ConnectError,
+    MailError,
+    MailTimeoutError,
+    ProtocolError,
+    StartTlsUnavailableError,
+    TlsError,
+)
+from .message import MailEvent, event_from_message
+from .models import Security, ServerSettings
+from .tls import create_ssl_context
+
+_LOGGER = logging.getLogger(__name__)
+
+# Longest single-line response we accept (RFC 2449 allows 512 octets).
+_MAX_STATUS_LINE: Final = 8192
+# Chunk size for multi-line responses; longer lines are read in pieces.
+_CHUNK: Final = 65536
+# A UIDL listing larger than this is not a maildrop we can watch.
+_MAX_UIDL_BYTES: Final = 64 * 1024 * 1024
+# First-seen time of mail that was already there when watching began.
+BASELINE: Final = 0.0
+_DAY: Final = 86400.0
+
+
+class Retention(StrEnum):
+    """What happens on the server to messages once they were reported."""
+
+    KEEP = "keep"  # leave on the server (default)
+    DELETE = "delete"  # delete after the event was fired
+    DAYS = "days"  # delete N days after the message was first seen
+
+
+@dataclass
+class Pop3State:
+    """What the host persists between polls and restarts (JSON via ``asdict``).
+
+    ``seen`` maps each UIDL to the time it was first seen (epoch seconds); it
+    is also the set of messages already reported. A time of ``0`` marks mail
+    that was already in the maildrop on first setup: seen, never reported,
+    never deleted by retention.
+    """
+
+    seen: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class PollResult:
+    """The outcome of one poll."""
+
+    count: int  # messages in the maildrop after the poll
+    new: int  # events fired by this poll
+    deleted: int  # messages deleted (committed by QUIT)
+
+
+class _ServerError(Exception):
+    """The server answered ``-ERR``; the caller decides what it means."""
+
+    def __init__(self, response: bytes) -> None:
+        self.response = response.decode("utf-8", "replace")
+        super().__init__(self.response)
+
+
+class _Client(poplib.POP3):
+    """``poplib.POP3`` with byte counting, bounded reads and AUTH PLAIN.
+
+    poplib's own multi-line reader keeps every line in memory and refuses lines
+    longer than 2 KB (which real HTML mail has), so responses are read here.
+    """
+
+    bytes_in = 0  # class default: the greeting is read inside __init__
+    bytes_reported = 0
+    has_top = True
+
+    def __init__(self, host: str, port: int, **kwargs: Any) -> None:  # noqa: ANN401
+        """Connect and read the greeting; never leak the socket if that fails."""
+        try:
+            super().__init__(host, port, **kwargs)
+        except BaseException:
+            for name in ("file", "sock"):
+                obj = self.__dict__.get(name)
+                if obj is not None:
+                    with contextlib.suppress(OSError):
+                        obj.close()
+            raise
+
+    def close(self) -> None:
+        """Close; a socket already gone (failed TLS handshake) is not an error."""
+        with contextlib.suppress(OSError):
+            super().close()
+
+    def _getline(self) -> tuple[bytes, int]:
+        """Read one status line (poplib calls this for the greeting)."""
+        line = self.file.readline(_MAX_STATUS_LINE + 1)
+        if not line:
+            raise ConnectError("The POP3 server closed the connection")
+        self.bytes_in += len(line)
+        if len(line) > _MAX_STATUS_LINE:
+            raise ProtocolError("The POP3 server sent an overlong line")
+        return line.rstrip(b"\r\n"), len(line)
+
+    def send(self, line: str) -> None:
+        """Send one command line; a line break inside would inject a command."""
+        if "\r" in line or "\n" in line:
+            raise ProtocolError("Refusing to send a line break inside a command")
+        self.sock.sendall(line.encode() + b"\r\n")
+
+    def command(self, line: str, *, continuation: bool = False) -> bytes:
+        """Send a command, return its ``+OK`` line, raise ``_ServerError`` on -ERR."""
+        self.send(line)
+        return self.response(continuation=continuation)
+
+    def response(self, *, continuation: bool = False) -> bytes:
+        """Read a status line; ``continuation`` also accepts SASL's ``+ ``."""
+        resp, _ = self._getline()
+        if resp.startswith(b"+OK") or (continuation and resp.startswith(b"+")):
+            return resp
+        raise _ServerError(resp)
+
+    def multiline(self, cap: int) -> tuple[bytes, bool]:
+        """Read a multi-line body up to the final ``.``, keeping at most ``cap`` bytes.
+
+        The rest is read and dropped so the session stays in step; line ends are
+        kept and dot-stuffing undone. Returns the data and whether it was cut.
+        """
+        parts: list[bytes] = []
+        kept = 0
+        truncated = False
+        at_line_start = True
+        readline = self.file.readline
+        while True:
+            chunk = readline(_CHUNK)
+            if not chunk:
+                raise ConnectError("The POP3 server closed the connection")
+            self.bytes_in += len(chunk)
+            if at_line_start and chunk[:1] == b".":
+                if chunk in (b".\r\n", b".\n"):
+                    break
+                chunk = chunk[1:]
+            at_line_start = chunk[-1:] == b"\n"
+            if kept < cap:
+                piece = chunk[: cap - kept]
+                parts.append(piece)
+                kept += len(piece)
+                truncated = truncated or len(piece) < len(chunk)
+            else:
+                truncated = True
+        return b"".join(parts), truncated
+
+    def capabilities(self) -> dict[str, list[str]] | None:
+        """Return ``CAPA`` (RFC 2449) as a dict, or None if the server has no CAPA."""
+        try:
+            self.command("CAPA")
+        except _ServerError:
+            return None
+        data, _ = self.multiline(1024 * 1024)
+        caps: dict[str, list[str]] = {}
+        for line in data.decode("ascii", "replace").splitlines():
+            words = line.split()
+            if words:
+                caps[words[0].upper()] = [w.upper() for w in words[1:]]
+        return caps
+
+    def starttls(
+        self, context: ssl.SSLContext, caps: dict[str, list[str]] | None
+    ) -> None:
+        """Upgrade with ``STLS`` (RFC 2595), failing closed before any login.
+
+        Without CAPA, STLS may still work, and its ``-ERR`` fails closed too.
+        Anything the server sent in clear after the ``+OK`` stays in the old
+        buffered reader, which is dropped: it is never read as a TLS answer.
+        """
+        if caps is not None and "STLS" not in caps:
+            raise StartTlsUnavailableError("The POP3 server does not offer STLS")
+        try:
+            self.command("STLS")
+        except _ServerError as err:
+            raise StartTlsUnavailableError(
+                f"The POP3 server refused STLS: {err.response}"
+            ) from None
+        old = self.file
+        self.sock = context.wrap_socket(self.sock, server_hostname=self.host)
+        self.file = self.sock.makefile("rb")
+        with contextlib.suppress(OSError):
+            old.close()
+
+    def login(self, username: str, password: str, sasl: list[str]) -> None:
+        """Log in with ``AUTH PLAIN`` when offered, else ``USER``/``PASS``."""
+        if any(c in username + password for c in "\r\n\0"):
+            raise AuthError("The user name or password contains a line break")
+        try:
+            if "PLAIN" in sasl:
+                self.command("AUTH PLAIN", continuation=True)
+                token = b"\0" + username.encode() + b"\0" + password.encode()
+                self.command(base64.b64encode(token).decode())
+            else:
+                self.command(f"USER {username}")
+                self.command(f"PASS {password}")
+        except _ServerError as err:
+            raise _auth_error(err.response) from None
+
+    def uidl_listing(self) -> dict[int, str]:
+        """Return message number -> UIDL for every message in the maildrop."""
+        try:
+            self.command("UIDL")
+        except _ServerError as err:
+            raise ProtocolError(
+                f"The POP3 server does not support UIDL: {err.response}"
+            ) from None
+        data, truncated = self.multiline(_MAX_UIDL_BYTES)
+        if truncated:
+            raise ProtocolError("The POP3 server's UIDL listing is too large")
+        listing: dict[int, str] = {}
+        taken: set[str] = set()
+        for line in data.decode("ascii", "replace").splitlines():
+            words = line.split()
+            if len(words) != 2 or not words[0].isdigit():
+                _LOGGER.debug("Ignoring malformed UIDL line %r", line)
+                continue
+            # Two messages with one UIDL would be one event; keep the first.
+            if words[1] not in taken:
+                taken.add(words[1])
+                listing[int(words[0])] = words[1]
+        return listing
+
+    def size_of(self, number: int) -> int | None:
+        """Return a message's size from ``LIST n``, None if unreadable."""
+        try:
+            resp = self.command(f"LIST {number}")
+        except _ServerError:
+            return None
+        words = resp.split()
+        if len(words) >= 3 and words[2].isdigit():
+            return int(words[2])
+        return None
+
+    def quit_session(self) -> None:
+        """``QUIT``: the server commits this session's deletions, then close."""
+        try:
+            self.command("QUIT")
+        except _ServerError as err:
+            raise ProtocolError(
+                f"The POP3 server failed to commit: {err.response}"
+            ) from None
+        finally:
+            self.close()
+
+
+class _SslClient(_Client, poplib.POP3_SSL):
+    """POP3S: TLS from the first byte."""
+
+
+def _auth_error(response: str) -> MailError:
+    """Map a refused login; RFC 3206 codes tell transient refusals apart."""
+    upper = response.upper()
+    if "[IN-USE]" in upper or "[SYS/TEMP]" in upper or "[LOGIN-DELAY]" in upper:
+        # Another client holds the maildrop lock, or the server is busy.
+        return ConnectError(f"The POP3 server is busy: {response}")
+    if "[SYS/PERM]" in upper:
+        return ProtocolError(f"The POP3 server refused the login: {response}")
+    return AuthError(f"The POP3 server refused the login: {response}")
+
+
+def _translate(err: BaseException) -> MailError | None:
+    """Map a low-level failure onto the mail core's errors."""
+    if isinstance(err, MailError):
+        return err
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return CertificateError(err.verify_message or str(err))
+    if isinstance(err, ssl.SSLError):
+        return TlsError(str(err))
+    if isinstance(err, TimeoutError):
+        return MailTimeoutError("The POP3 server did not answer in time")
+    if isinstance(err, _ServerError):
+        return ProtocolError(f"The POP3 server answered: {err.response}")
+    if isinstance(err, poplib.error_proto):
+        # Raised by poplib for an ``-ERR`` greeting ("too many connections").
+        return ConnectError(f"The POP3 server refused the connection: {err}")
+    if isinstance(err, OSError):
+        return ConnectError(str(err) or type(err).__name__)
+    return None
+
+
+def _mapped(err: Exception) -> Exception:
+    """Return the mail error for ``err``, or ``err`` itself if it is not ours."""
+    mapped = _translate(err)
+    return err if mapped is None else mapped
+
+
+def _close_unused(future: asyncio.Future[_Client]) -> None:
+    """Close a session nobody waits for any more (its poll was cancelled)."""
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
+
+
+class Pop3Poller:
+    """Polls one POP3 maildrop; the host schedules :meth:`poll_once`.
+
+    :attr:`state` is updated in place as messages are reported, so the host
+    can persist it after each poll, whether the poll succeeded or not, except
+    while :attr:`baseline_pending` is true (first setup, no poll has listed the
+    maildrop yet): an empty state saved then would later report old mail.
+    """
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        *,
+        account: str,
+        state: Pop3State | None,
+        retention: Retention = Retention.KEEP,
+        retention_days: int = 14,
+        text_limit: int = 2048,
+        include_headers: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+        timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        top_lines: int = 100,
+        retr_cap: int = 256 * 1024,
+        byte_counter: Callable[[int], None] | None = None,
+        use_top: bool = True,
+    ) -> None:
+        """Prepare a poller; nothing connects until the first poll.
+
+        ``state=None`` means first setup: the first poll takes the current
+        maildrop as already seen. ``use_top=False`` reads with ``RETR`` (capped
+        at ``retr_cap`` bytes kept) for servers whose ``TOP`` is broken.
+        """
+        self._settings = settings
+        self._account = account
+        self.state = state if state is not None else Pop3State()
+        self.baseline_pending = state is None
+        self._retention = Retention(retention)
+        self._retention_days = retention_days
+        self._text_limit = text_limit
+        self._include_headers = include_headers
+        self._ssl_context = ssl_context
+        self._timeout = timeout
+        self._clock = clock
+        self._top_lines = top_lines
+        self._retr_cap = retr_cap
+        self._byte_counter = byte_counter
+        self._use_top = use_top
+        self._lock = asyncio.Lock()
+
+    # -- public coroutines ---------------------------------------------
+
+    async def check_login(self) -> None:
+        """Connect, log in and log out: the connection test of the setup flow."""
+        client = await self._connect()
+        try:
+            await self._call(client, client.quit_session)
+        except BaseException:
+            await self._discard(client)
+            raise
+
+    async def poll_once(
+        self, on_message: Callable[[MailEvent], Awaitable[None]]
+    ) -> PollResult:
+        """Run one POP3 session: report new mail, apply retention, commit.
+
+        ``on_message`` is awaited on the event loop for each new message, oldest
+        first; its exceptions end the poll uncommitted and are re-raised.
+        """
+        async with self._lock:
+            client = await self._connect()
+            try:
+                return await self._session(client, on_message)
+            except BaseException:
+                await self._discard(client)
+                raise
+
+    # -- the session ---------------------------------------------------
+
+    async def _session(
+        self,
+        client: _Client,
+        on_message: Callable[[MailEvent], Awaitable[None]],
+    ) -> PollResult:
+        listing = await self._call(client, client.uidl_listing)
+        present = set(listing.values())
+        seen = self.state.seen
+        for uidl in [u for u in seen if u not in present]:
+            del seen[uidl]  # gone from the server: nothing left to remember
+        if self.baseline_pending:
+            for uidl in present:
+                seen.setdefault(uidl, BASELINE)
+            self.baseline_pending = False
+            _LOGGER.debug("First poll: %d messages taken as seen", len(present))
+
+        new = [(n, u) for n, u in sorted(listing.items()) if u not in seen]
+        for number, uidl in new:
+            event = await self._call(client, partial(self._fetch, client, number, uidl))
+            await on_message(event)
+            # Recorded only now: a failure above reports the message again.
+            # (Never at or below BASELINE, whatever the clock says.)
+            seen[uidl] = max(self._clock(), BASELINE + 1)
+
+        doomed = self._to_delete(listing)
+        if doomed:
+            await self._call(client, partial(self._delete, client, doomed))
+        await self._call(client, client.quit_session)
+        for number in doomed:
+            seen.pop(listing[number], None)
+        return PollResult(
+            count=len(listing) - len(doomed), new=len(new), deleted=len(doomed)
+        )
+
+    def _to_delete(self, listing: dict[int, str]) -> list[int]:
+        """Message numbers retention removes; only mail already reported."""
+        if self._retention is Retention.KEEP:
+            return []
+        seen = self.state.seen
+        now = self._clock()
+        max_age = self._retention_days * _DAY
+        doomed: list[int] = []
+        for number, uidl in sorted(listing.items()):
+            first_seen = seen.get(uidl)
+            if first_seen is None or first_seen <= BASELINE:
+                continue
+            if self._retention is Retention.DELETE or now - first_seen >= max_age:
+                doomed.append(number)
+        return doomed
+
+    # -- blocking steps (executor) -------------------------------------
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = create_ssl_context(verify=self._settings.verify_tls)
+        return self._ssl_context
+
+    def _open(self) -> _Client:
+        """Connect, secure and log in; never sends credentials unprotected by mistake."""
+        s = self._settings
+        client: _Client
+        if s.security is Security.SSL:
+            client = _SslClient(
+                s.host, s.port, timeout=self._timeout, context=self._context()
+            )
+        else:
+            client = _Client(s.host, s.port, timeout=self._timeout)
+        try:
+            caps = client.capabilities()
+            if s.security is Security.STARTTLS:
+                client.starttls(self._context(), caps)
+                caps = client.capabilities()  # RFC 2595: ask again after TLS
+            client.login(s.username, s.password, (caps or {}).get("SASL", []))
+        except BaseException:
+            client.close()
+            raise
+        if caps is not None and "TOP" not in caps:
+            client.has_top = False
+        return client
+
+    def _fetch(self, client: _Client, number: int, uidl: str) -> MailEvent:
+        """Read the start of one message and build its event."""
+        size = client.size_of(number)
+        raw: bytes | None = None
+        if self._use_top and client.has_top:
+            try:
+                client.command(f"TOP {number} {self._top_lines}")
+                raw, _ = client.multiline(self._retr_cap)
+            except _ServerError:
+                _LOGGER.debug("TOP refused; reading with RETR instead")
+                client.has_top = False
+        if raw is None:
+            client.command(f"RETR {number}")
+            raw, truncated = client.multiline(self._retr_cap)
+            if truncated:
+                _LOGGER.debug("Message %s cut at %d bytes", uidl, self._retr_cap)
+        return event_from_message(
+            raw,
+            account=self._account,
+            protocol="pop3",
+            folder="INBOX",
+            uid=uidl,
+            uidvalidity=None,
+            size=size,
+            text_limit=self._text_limit,
+            include_headers=self._include_headers,
+        )
+
+    @staticmethod
+    def _delete(client: _Client, numbers: list[int]) -> None:
+        for number in numbers:
+            client.command(f"DELE {number}")
+
+    # -- plumbing --------------------------------------------------------
+
+    async def _connect(self) -> _Client:
+        """Open a logged-in session in the executor.
+
+        If the caller is cancelled meanwhile, the session the executor still
+        opens is closed as soon as it exists instead of lingering.
+        """
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(None, self._open)
+        try:
+            client = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(_close_unused)
+            raise
+        except Exception as err:
+            mapped = _mapped(err)
+            if mapped is err:
+                raise
+            raise mapped from err
+        self._count(client)
+        return client
+
+    async def _call[T](self, client: _Client, func: Callable[[], T]) -> T:
+        """Run one blocking step in the executor, with errors mapped."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, func)
+        except Exception as err:
+            mapped = _mapped(err)
+            if mapped is err:
+                raise
+            raise mapped from err
+        finally:
+            self._count(client)
+
+    def _count(self, client: _Client) -> None:
+        if self._byte_counter is None:
+            return
+        delta = client.bytes_in - client.bytes_reported
+        client.bytes_reported = client.bytes_in
+        if delta:
+            self._byte_counter(delta)
+
+    async def _discard(self, client: _Client) -> None:
+        """Close without ``QUIT``: the server rolls back this session's DELEs.
+
+        The socket is shut down first (a plain syscall, safe from the loop), so
+        a step still blocked in the executor wakes up instead of holding on.
+        """
+        self._count(client)
+        sock = client.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(Exception):
+            await loop.run_in_executor(None, client.close)

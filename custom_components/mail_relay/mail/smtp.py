@@ -1,0 +1,336 @@
+"""Send mail over SMTP, reusing one authenticated connection for bursts.
+
+Home Assistant's own ``smtp`` notify opens a connection, negotiates TLS and logs
+in for every message. Notifications come in bursts (an alarm, a batch of camera
+snapshots), so this sender keeps one connection open for a few seconds after a
+message and sends the next ones over it. A connection found dead is replaced
+transparently; transient refusals are retried with backoff; nothing is reported
+as sent unless the server accepted it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass, field
+
+import aiosmtplib
+
+from .compose import ComposedMail, OutgoingMail, compose
+from .errors import (
+    AuthError,
+    CertificateError,
+    ConnectError,
+    MailError,
+    MailTimeoutError,
+    MessageError,
+    ProtocolError,
+    SendError,
+    StartTlsUnavailableError,
+    TlsError,
+)
+from .models import Security, ServerSettings
+from .tls import create_ssl_context
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_IDLE_TIMEOUT = 5.0
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_ATTEMPTS = 3
+DEFAULT_BACKOFF = 1.0
+QUIT_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What the server said: it accepted the message for these recipients."""
+
+    accepted: tuple[str, ...]
+    refused: dict[str, tuple[int, str]] = field(default_factory=dict)
+    reply: str = ""
+
+
+class _Transient(Exception):
+    """A failure worth retrying (4xx, connection lost before acceptance)."""
+
+    def __init__(self, error: MailError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _tls_cause(err: BaseException) -> ssl.SSLError | None:
+    """Find the TLS error aiosmtplib wrapped, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _map_connect_error(err: BaseException, where: str) -> MailError:
+    """Translate what aiosmtplib and ssl raise into the mail core's errors."""
+    tls = _tls_cause(err)
+    if isinstance(tls, ssl.SSLCertVerificationError):
+        reason = tls.verify_message
+        return CertificateError(f"{where}: certificate not trusted: {reason}")
+    if tls is not None:
+        return TlsError(f"{where}: TLS handshake failed: {tls}")
+    if isinstance(err, aiosmtplib.SMTPAuthenticationError):
+        return AuthError(f"{where}: authentication refused: {err.code} {err.message}")
+    if isinstance(err, TimeoutError):
+        return MailTimeoutError(f"{where}: timed out")
+    if isinstance(err, aiosmtplib.SMTPConnectResponseError) and err.code < 500:
+        return ConnectError(f"{where}: busy: {err.code} {err.message}")
+    if isinstance(err, aiosmtplib.SMTPResponseException):
+        return ProtocolError(f"{where}: {err.code} {err.message}")
+    if isinstance(err, OSError | aiosmtplib.SMTPException):
+        return ConnectError(f"{where}: {err}")
+    return ConnectError(f"{where}: {err!r}")
+
+
+class SmtpSender:
+    """One account's outgoing mail; safe to share between concurrent callers.
+
+    Calls are serialised by a lock: a second message waits for the first and then
+    goes over the same connection. ``close()`` must be called when done (it
+    cancels the idle timer and says QUIT).
+    """
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        *,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        timeout: float = DEFAULT_TIMEOUT,
+        attempts: int = DEFAULT_ATTEMPTS,
+        backoff: float = DEFAULT_BACKOFF,
+        local_hostname: str | None = None,
+    ) -> None:
+        """Nothing connects until the first message."""
+        self.settings = settings
+        self.idle_timeout = idle_timeout
+        self.timeout = timeout
+        self.attempts = max(1, attempts)
+        self.backoff = backoff
+        # getfqdn() can block on DNS; a fixed name keeps EHLO off the resolver.
+        self.local_hostname = local_hostname or "localhost.localdomain"
+        self._lock = asyncio.Lock()
+        self._client: aiosmtplib.SMTP | None = None
+        self._ssl_context: ssl.SSLContext | None = None
+        self._idle_handle: asyncio.TimerHandle | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+        self.connections_opened = 0  # for diagnostics and tests
+
+    @property
+    def connected(self) -> bool:
+        """Whether an authenticated connection is open right now."""
+        return self._client is not None and self._client.is_connected
+
+    async def send(self, mail: OutgoingMail) -> SendResult:
+        """Build and send one message; raise MessageError/SendError/..."""
+        return await self.send_composed(compose(mail))
+
+    async def send_composed(self, composed: ComposedMail) -> SendResult:
+        """Send an already built message, retrying transient failures."""
+        data = composed.as_bytes()
+        async with self._lock:
+            self._cancel_idle_timer()
+            try:
+                return await self._send_with_retries(composed, data)
+            finally:
+                self._arm_idle_timer()
+
+    async def check(self) -> None:
+        """Connect, secure and log in once (for the setup flow's test)."""
+        async with self._lock:
+            self._cancel_idle_timer()
+            try:
+                await self._ensure_connected()
+            finally:
+                self._arm_idle_timer()
+
+    async def close(self) -> None:
+        """Cancel the idle timer and close the connection politely."""
+        async with self._lock:
+            self._cancel_idle_timer()
+            await self._disconnect()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    async def _send_with_retries(
+        self, composed: ComposedMail, data: bytes
+    ) -> SendResult:
+        delay = self.backoff
+        attempt = 0
+        while True:
+            attempt += 1
+            reused = self.connected
+            try:
+                return await self._send_once(composed, data)
+            except _Transient as transient:
+                await self._disconnect(polite=False)
+                if reused and isinstance(transient.error, ConnectError):
+                    # A kept connection the server dropped while idle: not a
+                    # real failure, reconnect at once (does not use an attempt).
+                    _LOGGER.debug("Kept SMTP connection was dropped; reconnecting")
+                    attempt -= 1
+                    continue
+                if attempt >= self.attempts:
+                    raise transient.error from transient
+                _LOGGER.debug(
+                    "Transient SMTP failure (%s), retry %d in %.2fs",
+                    transient.error,
+                    attempt,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay *= 2
+
+    async def _send_once(self, composed: ComposedMail, data: bytes) -> SendResult:
+        client = await self._ensure_connected()
+        try:
+            refused, reply = await client.sendmail(
+                composed.sender, list(composed.recipients), data
+            )
+        except aiosmtplib.SMTPRecipientsRefused as err:
+            first = err.recipients[0]
+            error = SendError(first.code, first.message, permanent=first.code >= 500)
+            if error.permanent:
+                raise error from err
+            raise _Transient(error) from err
+        except aiosmtplib.SMTPNotSupported as err:
+            raise MessageError(str(err)) from err
+        except aiosmtplib.SMTPResponseException as err:
+            # A 4xx (421 "closing" included) drops the connection in the retry
+            # loop, so the next attempt starts on a fresh one.
+            error = SendError(err.code, err.message, permanent=err.code >= 500)
+            if error.permanent:
+                raise error from err
+            raise _Transient(error) from err
+        except (aiosmtplib.SMTPServerDisconnected, ConnectionError, OSError) as err:
+            raise _Transient(ConnectError(f"connection lost: {err}")) from err
+        except TimeoutError as err:
+            raise _Transient(MailTimeoutError("the server did not answer")) from err
+        accepted = tuple(r for r in composed.recipients if r not in refused)
+        return SendResult(
+            accepted,
+            {rcpt: (resp.code, resp.message) for rcpt, resp in refused.items()},
+            reply,
+        )
+
+    async def _ensure_connected(self) -> aiosmtplib.SMTP:
+        """Return the kept connection, or open, secure and log in a new one."""
+        if self._client is not None and self._client.is_connected:
+            return self._client
+        self._client = None
+        try:
+            client = await self._open()
+        except MailError as err:
+            if isinstance(err, ConnectError) and not isinstance(err, TlsError):
+                raise _Transient(err) from err
+            raise
+        self._client = client
+        return client
+
+    async def _open(self) -> aiosmtplib.SMTP:
+        settings = self.settings
+        where = f"{settings.host}:{settings.port}"
+        if settings.security is not Security.NONE and self._ssl_context is None:
+            loop = asyncio.get_running_loop()
+            self._ssl_context = await loop.run_in_executor(
+                None, lambda: create_ssl_context(verify=settings.verify_tls)
+            )
+        client = aiosmtplib.SMTP(
+            hostname=settings.host,
+            port=settings.port,
+            local_hostname=self.local_hostname,
+            timeout=self.timeout,
+            use_tls=settings.security is Security.SSL,
+            start_tls=False,  # done by hand below, so it can fail closed
+            tls_context=self._ssl_context,
+        )
+        try:
+            await self._handshake(client, where)
+        except MailError:
+            client.close()
+            raise
+        except aiosmtplib.SMTPException as err:
+            client.close()
+            if "AUTH extension" in str(err):
+                raise AuthError(f"{where} does not offer AUTH") from err
+            raise _map_connect_error(err, where) from err
+        except (OSError, TimeoutError, ssl.SSLError) as err:
+            client.close()
+            raise _map_connect_error(err, where) from err
+        except BaseException:
+            client.close()
+            raise
+        self.connections_opened += 1
+        _LOGGER.debug("Connected to SMTP server %s (%s)", where, settings.security)
+        return client
+
+    async def _handshake(self, client: aiosmtplib.SMTP, where: str) -> None:
+        """Connect, upgrade (failing closed) and log in, in that order."""
+        settings = self.settings
+        await client.connect()
+        if settings.security is Security.STARTTLS:
+            await client.ehlo()
+            if not client.supports_extension("starttls"):
+                raise StartTlsUnavailableError(
+                    f"{where} does not offer STARTTLS; not sending credentials"
+                )
+            await client.starttls()
+            await client.ehlo()
+        if settings.username:
+            await client.login(settings.username, settings.password)
+
+    def _arm_idle_timer(self) -> None:
+        if self._client is None or self.idle_timeout <= 0:
+            if self.idle_timeout <= 0:
+                self._drop_in_background()
+            return
+        loop = asyncio.get_running_loop()
+        self._idle_handle = loop.call_later(self.idle_timeout, self._on_idle)
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
+
+    def _on_idle(self) -> None:
+        self._idle_handle = None
+        if self._lock.locked():
+            return  # a send is running; it re-arms the timer when done
+        self._drop_in_background()
+
+    def _drop_in_background(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._quit(client))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _disconnect(self, *, polite: bool = True) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        if polite:
+            await self._quit(client)
+        else:
+            client.close()
+
+    @staticmethod
+    async def _quit(client: aiosmtplib.SMTP) -> None:
+        """Say QUIT briefly; a server that does not answer is simply dropped."""
+        try:
+            if client.is_connected:
+                await client.quit(timeout=QUIT_TIMEOUT)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            pass
+        finally:
+            client.close()

@@ -1,0 +1,111 @@
+"""Sensors: unread count (IMAP) or messages waiting (POP3), and the last message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from homeassistant.components.sensor import (
+    SensorEntity,
+    SensorEntityDescription,
+    SensorStateClass,
+)
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.typing import StateType
+
+from .coordinator import MailRelayCoordinator
+from .data import MailRelayConfigEntry
+from .entity import MailRelayAccountEntity
+from .mail.models import Protocol
+
+PARALLEL_UPDATES = 0
+LAST_MESSAGE_ATTRIBUTES = (
+    "sender",
+    "sender_name",
+    "date",
+    "folder",
+    "uid",
+    "message_id",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailSensorDescription(SensorEntityDescription):
+    """How a sensor reads the coordinator."""
+
+    value_fn: Callable[[MailRelayCoordinator], StateType]
+    attributes_fn: Callable[[MailRelayCoordinator], dict[str, Any] | None] = (
+        lambda _: None
+    )
+
+
+def _last_subject(coordinator: MailRelayCoordinator) -> StateType:
+    if coordinator.last_event is None:
+        return None
+    subject: str = coordinator.last_event.get("subject") or ""
+    return subject[:255]
+
+
+def _last_attributes(coordinator: MailRelayCoordinator) -> dict[str, Any] | None:
+    if coordinator.last_event is None:
+        return None
+    return {key: coordinator.last_event.get(key) for key in LAST_MESSAGE_ATTRIBUTES}
+
+
+SENSORS = {
+    Protocol.IMAP: MailSensorDescription(
+        key="unread",
+        translation_key="unread",
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement="messages",
+        value_fn=lambda c: c.unread,
+    ),
+    Protocol.POP3: MailSensorDescription(
+        key="waiting",
+        translation_key="waiting",
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement="messages",
+        value_fn=lambda c: c.unread,
+    ),
+}
+LAST_MESSAGE = MailSensorDescription(
+    key="last_message",
+    translation_key="last_message",
+    value_fn=_last_subject,
+    attributes_fn=_last_attributes,
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: MailRelayConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add the account's sensors."""
+    count = SENSORS[entry.runtime_data.protocol]
+    async_add_entities([MailSensor(entry, count), MailSensor(entry, LAST_MESSAGE)])
+
+
+class MailSensor(MailRelayAccountEntity, SensorEntity):
+    """A value read from the account's coordinator."""
+
+    entity_description: MailSensorDescription
+
+    def __init__(
+        self, entry: MailRelayConfigEntry, description: MailSensorDescription
+    ) -> None:
+        """Set up the sensor."""
+        super().__init__(entry, description.key)
+        self.entity_description = description
+
+    @property
+    def native_value(self) -> StateType:
+        """Return the current value."""
+        return self.entity_description.value_fn(self.coordinator)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any] | None:
+        """Return details of the last message."""
+        return self.entity_description.attributes_fn(self.coordinator)

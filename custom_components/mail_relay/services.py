@@ -1,0 +1,373 @@
+"""Actions: ``mail_relay.send_mail``; shared sending helpers for notify."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import voluptuous as vol
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import (
+    HomeAssistant,
+    ServiceCall,
+    ServiceResponse,
+    SupportsResponse,
+)
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import config_validation as cv
+
+from .const import (
+    CONF_FOLDER,
+    CONF_RECIPIENTS,
+    CONF_SENDER_NAME,
+    DEFAULT_FOLDER,
+    DOMAIN,
+)
+from .data import MailRelayConfigEntry
+from .mail.compose import Attachment, OutgoingMail
+from .mail.errors import (
+    AuthError,
+    CertificateError,
+    ConnectError,
+    MailError,
+    MessageError,
+    SendError,
+    StartTlsUnavailableError,
+)
+from .mail.imap import ImapClient
+from .mail.models import Protocol
+from .mail.smtp import SendResult
+from .mail.tls import create_ssl_context
+
+SERVICE_SEND_MAIL = "send_mail"
+ATTR_CONFIG_ENTRY_ID = "config_entry_id"
+ATTR_TO = "to"
+ATTR_CC = "cc"
+ATTR_BCC = "bcc"
+ATTR_SUBJECT = "subject"
+ATTR_TEXT = "text"
+ATTR_HTML = "html"
+ATTR_ATTACHMENTS = "attachments"
+ATTR_IMAGES = "images"
+ATTR_REPLY_TO = "reply_to"
+
+# Most providers refuse messages over 20-25 MB once base64 adds its third.
+MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
+
+_ADDRESS_LIST = vol.All(cv.ensure_list, [cv.string])
+
+SEND_MAIL_SCHEMA = vol.Schema(
+    {
+        vol.Required(ATTR_CONFIG_ENTRY_ID): cv.string,
+        vol.Optional(ATTR_TO, default=list): _ADDRESS_LIST,
+        vol.Optional(ATTR_CC, default=list): _ADDRESS_LIST,
+        vol.Optional(ATTR_BCC, default=list): _ADDRESS_LIST,
+        vol.Optional(ATTR_SUBJECT, default=""): cv.string,
+        vol.Optional(ATTR_TEXT): cv.string,
+        vol.Optional(ATTR_HTML): cv.string,
+        vol.Optional(ATTR_ATTACHMENTS, default=list): vol.All(
+            cv.ensure_list, [cv.string]
+        ),
+        vol.Optional(ATTR_IMAGES, default=list): vol.All(cv.ensure_list, [cv.string]),
+        vol.Optional(ATTR_REPLY_TO, default=list): _ADDRESS_LIST,
+    }
+)
+
+
+def default_recipients(entry: MailRelayConfigEntry) -> list[str]:
+    """Return the options' default recipients, else the account's own address."""
+    configured = entry.options.get(CONF_RECIPIENTS) or []
+    if isinstance(configured, str):
+        configured = configured.split(",")
+    recipients = [r.strip() for r in configured if r and r.strip()]
+    return recipients or [entry.runtime_data.email]
+
+
+def sender_name(entry: MailRelayConfigEntry) -> str | None:
+    """Return the display name for From, if the user set one."""
+    name = entry.options.get(CONF_SENDER_NAME)
+    return str(name) if name else None
+
+
+async def async_send_mail(
+    entry: MailRelayConfigEntry, mail: OutgoingMail
+) -> SendResult:
+    """Send through the entry's sender; core errors become HA errors."""
+    sender = entry.runtime_data.sender
+    if sender is None:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="smtp_not_configured",
+            translation_placeholders={"account": entry.runtime_data.email},
+        )
+    try:
+        result = await sender.send(mail)
+    except MessageError as err:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="invalid_message",
+            translation_placeholders={"error": str(err)},
+        ) from err
+    except SendError as err:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="send_refused",
+            translation_placeholders={"code": str(err.code), "reply": err.reply},
+        ) from err
+    except (AuthError, CertificateError, StartTlsUnavailableError) as err:
+        key = {
+            AuthError: "smtp_auth_failed",
+            CertificateError: "smtp_certificate",
+            StartTlsUnavailableError: "smtp_starttls_unavailable",
+        }
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key=next(v for k, v in key.items() if isinstance(err, k)),
+            translation_placeholders={"error": str(err)},
+        ) from err
+    except ConnectError as err:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="smtp_connect_failed",
+            translation_placeholders={"error": str(err)},
+        ) from err
+    except MailError as err:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="smtp_failed",
+            translation_placeholders={"error": str(err)},
+        ) from err
+    if result.refused:
+        # Accepted for some recipients only: retrying would duplicate it.
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="recipients_refused",
+            translation_placeholders={
+                "refused": ", ".join(
+                    f"{rcpt} ({code} {reply})"
+                    for rcpt, (code, reply) in result.refused.items()
+                ),
+                "accepted": ", ".join(result.accepted),
+            },
+        )
+    return result
+
+
+def _read_files(
+    hass: HomeAssistant, attachments: Sequence[str], images: Sequence[str]
+) -> tuple[list[Attachment], list[Attachment]]:
+    """Check the allow list and read every file; runs in the executor."""
+    total = 0
+
+    def read(path_text: str) -> Attachment:
+        nonlocal total
+        if not hass.config.is_allowed_path(path_text):
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="path_not_allowed",
+                translation_placeholders={"path": path_text},
+            )
+        path = Path(path_text)
+        try:
+            size = path.stat().st_size
+            if total + size > MAX_ATTACHMENT_BYTES:
+                raise ServiceValidationError(
+                    translation_domain=DOMAIN,
+                    translation_key="attachments_too_large",
+                    translation_placeholders={
+                        "limit": str(MAX_ATTACHMENT_BYTES // (1024 * 1024))
+                    },
+                )
+            content = path.read_bytes()
+        except FileNotFoundError as err:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="file_not_found",
+                translation_placeholders={"path": path_text},
+            ) from err
+        except OSError as err:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="file_unreadable",
+                translation_placeholders={"path": path_text, "error": str(err)},
+            ) from err
+        total += len(content)
+        return Attachment(path.name, content)
+
+    return [read(p) for p in attachments], [read(p) for p in images]
+
+
+def loaded_entry(hass: HomeAssistant, entry_id: str) -> MailRelayConfigEntry:
+    """Return a loaded entry of ours, or a translated validation error."""
+    entry: MailRelayConfigEntry | None = hass.config_entries.async_get_entry(entry_id)
+    if entry is None or entry.domain != DOMAIN:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="entry_not_found",
+            translation_placeholders={"entry_id": entry_id},
+        )
+    if entry.state is not ConfigEntryState.LOADED:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="entry_not_loaded",
+            translation_placeholders={"account": entry.title},
+        )
+    return entry
+
+
+async def _async_send_mail_service(call: ServiceCall) -> ServiceResponse:
+    """Handle ``mail_relay.send_mail``."""
+    hass = call.hass
+    entry = loaded_entry(hass, call.data[ATTR_CONFIG_ENTRY_ID])
+    if entry.runtime_data.sender is None:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="smtp_not_configured",
+            translation_placeholders={"account": entry.runtime_data.email},
+        )
+    attachments, images = await hass.async_add_executor_job(
+        _read_files, hass, call.data[ATTR_ATTACHMENTS], call.data[ATTR_IMAGES]
+    )
+    to: list[str] = call.data[ATTR_TO]
+    cc: list[str] = call.data[ATTR_CC]
+    bcc: list[str] = call.data[ATTR_BCC]
+    if not (to or cc or bcc):
+        to = default_recipients(entry)
+    mail = OutgoingMail(
+        sender=entry.runtime_data.email,
+        sender_name=sender_name(entry),
+        to=to,
+        cc=cc,
+        bcc=bcc,
+        reply_to=call.data[ATTR_REPLY_TO],
+        subject=call.data[ATTR_SUBJECT],
+        text=call.data.get(ATTR_TEXT),
+        html=call.data.get(ATTR_HTML),
+        attachments=attachments,
+        images=images,
+    )
+    result = await async_send_mail(entry, mail)
+    if not call.return_response:
+        return None
+    response: dict[str, Any] = {
+        "accepted": list(result.accepted),
+        "reply": result.reply,
+    }
+    return response
+
+
+def async_setup_services(hass: HomeAssistant) -> None:
+    """Register the integration's actions (once, from async_setup)."""
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_SEND_MAIL,
+        _async_send_mail_service,
+        schema=SEND_MAIL_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
+    )
+    _async_setup_mailbox_actions(hass)
+
+
+# -- IMAP actions: mark_seen, move, delete, fetch ----------------------------
+
+ATTR_UID = "uid"
+ATTR_FOLDER = "folder"
+ATTR_TARGET = "target_folder"
+
+_BASE = {
+    vol.Required(ATTR_CONFIG_ENTRY_ID): cv.string,
+    vol.Required(ATTR_UID): vol.All(cv.ensure_list, [vol.Coerce(int)]),
+    vol.Optional(ATTR_FOLDER): cv.string,
+}
+SCHEMA_UIDS = vol.Schema(_BASE)
+SCHEMA_MOVE = vol.Schema({**_BASE, vol.Required(ATTR_TARGET): cv.string})
+SCHEMA_FETCH = vol.Schema(
+    {
+        vol.Required(ATTR_CONFIG_ENTRY_ID): cv.string,
+        vol.Required(ATTR_UID): vol.Coerce(int),
+        vol.Optional(ATTR_FOLDER): cv.string,
+    }
+)
+
+
+def _imap_entry(hass: HomeAssistant, entry_id: str) -> MailRelayConfigEntry:
+    """Return a loaded IMAP entry, or a translated validation error."""
+    entry = loaded_entry(hass, entry_id)
+    if entry.runtime_data.protocol is not Protocol.IMAP:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="imap_only",
+            translation_placeholders={"account": entry.title},
+        )
+    return entry
+
+
+@asynccontextmanager
+async def _session(
+    hass: HomeAssistant, entry: MailRelayConfigEntry, folder: str | None
+) -> AsyncIterator[ImapClient]:
+    """Connect, select the folder, and always log out."""
+    settings = entry.runtime_data.incoming
+    context = await hass.async_add_executor_job(
+        lambda: create_ssl_context(verify=settings.verify_tls)
+    )
+    client = ImapClient(settings, ssl_context=context)
+    try:
+        await client.connect()
+        await client.select(
+            folder or str(entry.options.get(CONF_FOLDER, DEFAULT_FOLDER))
+        )
+        yield client
+    except AuthError as err:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN, translation_key="auth_failed"
+        ) from err
+    except MailError as err:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="action_failed",
+            translation_placeholders={"error": str(err) or type(err).__name__},
+        ) from err
+    finally:
+        await client.logout()
+
+
+async def _mark_seen(call: ServiceCall) -> None:
+    entry = _imap_entry(call.hass, call.data[ATTR_CONFIG_ENTRY_ID])
+    async with _session(call.hass, entry, call.data.get(ATTR_FOLDER)) as client:
+        await client.mark_seen(call.data[ATTR_UID])
+
+
+async def _move(call: ServiceCall) -> None:
+    entry = _imap_entry(call.hass, call.data[ATTR_CONFIG_ENTRY_ID])
+    async with _session(call.hass, entry, call.data.get(ATTR_FOLDER)) as client:
+        await client.move(call.data[ATTR_UID], call.data[ATTR_TARGET])
+
+
+async def _delete(call: ServiceCall) -> None:
+    entry = _imap_entry(call.hass, call.data[ATTR_CONFIG_ENTRY_ID])
+    async with _session(call.hass, entry, call.data.get(ATTR_FOLDER)) as client:
+        await client.delete(call.data[ATTR_UID])
+
+
+async def _fetch(call: ServiceCall) -> ServiceResponse:
+    entry = _imap_entry(call.hass, call.data[ATTR_CONFIG_ENTRY_ID])
+    async with _session(call.hass, entry, call.data.get(ATTR_FOLDER)) as client:
+        message: dict[str, Any] = await client.fetch_full(call.data[ATTR_UID])
+    return message
+
+
+def _async_setup_mailbox_actions(hass: HomeAssistant) -> None:
+    """Register the IMAP actions: short-lived connections that always log out."""
+    hass.services.async_register(DOMAIN, "mark_seen", _mark_seen, schema=SCHEMA_UIDS)
+    hass.services.async_register(DOMAIN, "move", _move, schema=SCHEMA_MOVE)
+    hass.services.async_register(DOMAIN, "delete", _delete, schema=SCHEMA_UIDS)
+    hass.services.async_register(
+        DOMAIN,
+        "fetch",
+        _fetch,
+        schema=SCHEMA_FETCH,
+        supports_response=SupportsResponse.ONLY,
+    )

@@ -1,0 +1,618 @@
+"""The setup wizard through Home Assistant, against real Dovecot/aiosmtpd and local HTTP/DNS."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+from homeassistant import config_entries
+from homeassistant.const import CONF_PASSWORD
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType, InvalidData
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.mail_relay import config_flow
+from custom_components.mail_relay.const import (
+    CONF_EMAIL,
+    CONF_FOLDER,
+    CONF_INCOMING_HOST,
+    CONF_INCOMING_PORT,
+    CONF_INCOMING_SECURITY,
+    CONF_INCOMING_USERNAME,
+    CONF_POLL_INTERVAL,
+    CONF_PROTOCOL,
+    CONF_PROVIDER,
+    CONF_RECIPIENTS,
+    CONF_RETENTION,
+    CONF_SMTP_HOST,
+    CONF_SMTP_PORT,
+    CONF_SMTP_SECURITY,
+    CONF_SMTP_USERNAME,
+    CONF_SOURCE,
+    CONF_VERIFY_SSL,
+    DOMAIN,
+)
+from custom_components.mail_relay.mail.autoconfig import AutoconfigSettings
+from custom_components.mail_relay.mail.providers import PROVIDERS
+from tests.mailserver import DovecotServer, MailUser, SmtpServer
+from tests.mailserver.dns import DnsTestServer
+from tests.mailserver.http import ConfigHttpServer, config_xml
+from tests.mailserver.ports import free_port
+
+
+@dataclass
+class LocalAutoconfig:
+    http: ConfigHttpServer
+    dns: DnsTestServer
+
+    def serve(self, domain: str, xml: str) -> None:
+        self.http.files[f"/autoconfig/{domain}/mail/config-v1.1.xml"] = xml
+
+
+@pytest.fixture
+async def local_autoconfig(
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[LocalAutoconfig]:
+    """Point the flow's autodetection at servers on 127.0.0.1 (its documented hook)."""
+    async with ConfigHttpServer() as http, DnsTestServer() as dns:
+        settings = AutoconfigSettings(
+            autoconfig_url=http.base + "/autoconfig/{domain}/mail/config-v1.1.xml",
+            well_known_url=http.base + "/wk/{domain}",
+            ispdb_url=http.base + "/ispdb/",
+            nameservers=(dns.nameserver,),
+            deadline=3,
+            dns_timeout=0.5,
+            guess_imap_ports=(),
+            guess_pop3_ports=(),
+            guess_smtp_ports=(),
+        )
+        monkeypatch.setattr(config_flow, "autoconfig_settings", lambda hass: settings)
+        yield LocalAutoconfig(http, dns)
+
+
+@pytest.fixture
+def served_account(
+    local_autoconfig: LocalAutoconfig, dovecot: DovecotServer, smtp_server: SmtpServer
+) -> LocalAutoconfig:
+    """Publish an autoconfig file for the test domain pointing at the real servers."""
+    local_autoconfig.serve(
+        "mailrelay.test",
+        config_xml(
+            domain="mailrelay.test",
+            imap=("127.0.0.1", dovecot.imaps_port, "SSL"),
+            pop3=("127.0.0.1", dovecot.pop3s_port, "SSL"),
+            smtp=("127.0.0.1", smtp_server.starttls_port, "STARTTLS"),
+        ),
+    )
+    return local_autoconfig
+
+
+async def _start(hass: HomeAssistant, **context) -> dict:
+    return await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_USER, **context}
+    )
+
+
+async def _user(
+    hass: HomeAssistant, email: str, password: str, protocol: str = "imap"
+) -> dict:
+    result = await _start(hass)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "user"
+    return await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {CONF_EMAIL: email, CONF_PASSWORD: password, CONF_PROTOCOL: protocol},
+    )
+
+
+def _manual_input(host: str, port: int, security: str, username: str, **smtp) -> dict:
+    data = {
+        CONF_INCOMING_HOST: host,
+        CONF_INCOMING_PORT: port,
+        CONF_INCOMING_SECURITY: security,
+        CONF_INCOMING_USERNAME: username,
+    }
+    data.update(smtp)
+    return data
+
+
+async def test_every_seed_provider_is_proposed_without_network(
+    hass: HomeAssistant, local_autoconfig: LocalAutoconfig
+) -> None:
+    for provider in PROVIDERS:
+        for domain in provider.domains:
+            protocol = "imap" if provider.imap else "pop3"
+            result = await _user(hass, f"Jean@{domain.upper()}", "secret", protocol)
+            if provider.oauth_required:
+                assert result["step_id"] == "user"
+                assert result["errors"] == {"base": "oauth_required"}
+                assert result["description_placeholders"]["provider"] == provider.name
+            elif provider.imap is None:
+                # Lagoon, VINI: only SMTP is known; the rest is typed by hand.
+                assert result["step_id"] == "manual"
+                schema = result["data_schema"](
+                    {
+                        CONF_INCOMING_HOST: "x",
+                        CONF_INCOMING_PORT: 993,
+                        CONF_INCOMING_SECURITY: "ssl",
+                        CONF_INCOMING_USERNAME: "u",
+                    }
+                )
+                assert schema[CONF_SMTP_HOST] == provider.smtp.host
+            else:
+                assert result["step_id"] == "confirm", (domain, result)
+                placeholders = result["description_placeholders"]
+                assert placeholders["source"] == "Mail Relay's provider presets"
+                assert provider.imap.host in placeholders["incoming"]
+            hass.config_entries.flow.async_abort(result["flow_id"])
+    assert local_autoconfig.http.requests == []
+    assert local_autoconfig.dns.queries == []
+
+
+async def test_apple_pop3_has_no_preset_server(
+    hass: HomeAssistant, local_autoconfig
+) -> None:
+    result = await _user(hass, "jean@icloud.com", "secret", "pop3")
+    assert result["step_id"] == "manual"
+    assert (
+        result["data_schema"](
+            {
+                CONF_INCOMING_HOST: "pop.example",
+                CONF_INCOMING_PORT: 995,
+                CONF_INCOMING_SECURITY: "ssl",
+                CONF_INCOMING_USERNAME: "jean",
+            }
+        )[CONF_SMTP_HOST]
+        == "smtp.mail.me.com"
+    )
+
+
+@pytest.mark.usefixtures("trust_test_cert")
+async def test_detected_account_is_tested_and_created(
+    hass: HomeAssistant,
+    served_account: LocalAutoconfig,
+    mail_user: MailUser,
+    dovecot,
+    smtp_server,
+) -> None:
+    result = await _user(hass, f"  {mail_user.address.upper()} ", mail_user.password)
+    assert result["step_id"] == "confirm"
+    placeholders = result["description_placeholders"]
+    assert placeholders["source"] == "the domain's autoconfig file"
+    assert f"127.0.0.1:{dovecot.imaps_port}, SSL/TLS" in placeholders["incoming"]
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"edit": False}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    data = result["data"]
+    assert result["title"] == mail_user.address
+    assert result["result"].unique_id == f"{mail_user.address}:imap"
+    assert data[CONF_EMAIL] == mail_user.address
+    assert data[CONF_INCOMING_PORT] == dovecot.imaps_port
+    assert data[CONF_SMTP_PORT] == smtp_server.starttls_port
+    assert data[CONF_SMTP_SECURITY] == "starttls"
+    assert data[CONF_SOURCE] == "autoconfig"
+    assert data[CONF_PROVIDER] is None
+    assert data[CONF_VERIFY_SSL] is True
+
+    # The same mailbox cannot be added twice.
+    again = await _user(hass, mail_user.address, mail_user.password)
+    assert again["type"] is FlowResultType.ABORT
+    assert again["reason"] == "already_configured"
+
+
+@pytest.mark.usefixtures("trust_test_cert")
+async def test_wrong_password_then_right_one(
+    hass: HomeAssistant, served_account, mail_user: MailUser
+) -> None:
+    result = await _user(hass, mail_user.address, "wrong", "pop3")
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"edit": False}
+    )
+    assert result["step_id"] == "user"
+    assert result["errors"] == {"base": "invalid_auth"}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            CONF_EMAIL: mail_user.address,
+            CONF_PASSWORD: mail_user.password,
+            CONF_PROTOCOL: "pop3",
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_PROTOCOL] == "pop3"
+
+
+@pytest.mark.usefixtures("trust_test_cert")
+async def test_app_password_hint_for_providers_that_need_one(
+    hass: HomeAssistant, local_autoconfig, dovecot: DovecotServer
+) -> None:
+    result = await _user(hass, "jean@gmail.com", "my usual password")
+    assert result["step_id"] == "confirm"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"edit": True}
+    )
+    assert result["step_id"] == "manual"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        _manual_input(
+            "127.0.0.1",
+            dovecot.imaps_port,
+            "ssl",
+            "jean@gmail.com",
+            **{CONF_SMTP_HOST: ""},
+        ),
+    )
+    assert result["step_id"] == "user"
+    assert result["errors"] == {
+        "base": "invalid_auth",
+        CONF_PASSWORD: "app_password_required",
+    }
+    assert result["description_placeholders"]["help_url"].startswith(
+        "https://support.google.com/"
+    )
+
+
+async def test_invalid_email(hass: HomeAssistant, local_autoconfig) -> None:
+    result = await _user(hass, "not-an-address", "x")
+    assert result["errors"] == {CONF_EMAIL: "invalid_email"}
+
+
+async def test_closed_port_and_nothing_detected(
+    hass: HomeAssistant, local_autoconfig, dovecot: DovecotServer
+) -> None:
+    result = await _user(hass, "jean@nowhere.test", "secret")
+    assert result["step_id"] == "manual"
+    defaults = result["data_schema"](
+        {
+            CONF_INCOMING_HOST: "x",
+            CONF_INCOMING_PORT: 1,
+            CONF_INCOMING_SECURITY: "ssl",
+        }
+    )
+    assert defaults[CONF_INCOMING_USERNAME] == "jean@nowhere.test"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _manual_input("127.0.0.1", free_port(), "ssl", "jean")
+    )
+    assert result["step_id"] == "manual"
+    assert result["errors"] == {"base": "cannot_connect"}
+
+
+async def test_self_signed_certificate_offers_to_skip_verification(
+    hass: HomeAssistant, served_account, mail_user: MailUser
+) -> None:
+    result = await _user(hass, mail_user.address, mail_user.password)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"edit": False}
+    )
+    assert result["step_id"] == "confirm"
+    assert result["errors"] == {"base": "tls_error"}
+    assert CONF_VERIFY_SSL in result["data_schema"].schema
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"edit": False, CONF_VERIFY_SSL: False}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_VERIFY_SSL] is False
+
+
+async def test_server_without_starttls_and_clear_text_confirmation(
+    hass: HomeAssistant,
+    local_autoconfig,
+    dovecot_without_tls: DovecotServer,
+    smtp_server: SmtpServer,
+) -> None:
+    user = dovecot_without_tls.add_user()
+    smtp_server.add_user(user.address, user.password)
+    result = await _user(hass, user.address, user.password)
+    assert result["step_id"] == "manual"
+    starttls = _manual_input(
+        "127.0.0.1", dovecot_without_tls.imap_port, "starttls", user.address
+    )
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], starttls)
+    assert result["errors"] == {"base": "starttls_unavailable"}
+
+    clear = _manual_input(
+        "127.0.0.1",
+        dovecot_without_tls.imap_port,
+        "none",
+        user.address,
+        **{
+            CONF_SMTP_HOST: "127.0.0.1",
+            CONF_SMTP_PORT: smtp_server.plain_port,
+            CONF_SMTP_SECURITY: "none",
+            CONF_SMTP_USERNAME: user.address,
+        },
+    )
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], clear)
+    assert result["type"] is FlowResultType.MENU
+    assert result["step_id"] == "insecure"
+    assert result["menu_options"] == ["insecure_accept", "manual"]
+    # Going back keeps the user on the manual form, nothing was sent.
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "manual"}
+    )
+    assert result["step_id"] == "manual"
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], clear)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "insecure_accept"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_INCOMING_SECURITY] == "none"
+    assert result["data"][CONF_SMTP_SECURITY] == "none"
+    assert result["data"][CONF_SOURCE] == "manual"
+
+
+async def test_outlook_needs_oauth(hass: HomeAssistant, local_autoconfig) -> None:
+    result = await _user(hass, "jean@outlook.com", "app-password")
+    assert result["errors"] == {"base": "oauth_required"}
+    assert local_autoconfig.http.requests == []
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never says a word."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+async def test_silent_server_times_out(
+    hass: HomeAssistant,
+    local_autoconfig,
+    silent_port: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The real timeout is 15 s; the test does not wait that long.
+    monkeypatch.setattr(config_flow, "LOGIN_TIMEOUT", 0.5)
+    result = await _user(hass, "jean@nowhere.test", "secret")
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _manual_input("127.0.0.1", silent_port, "ssl", "jean")
+    )
+    assert result["errors"] == {"base": "timeout"}
+
+
+async def test_unexpected_answer_is_unknown(
+    hass: HomeAssistant, local_autoconfig, dovecot: DovecotServer
+) -> None:
+    result = await _user(hass, "jean@nowhere.test", "secret", "pop3")
+    # A POP3 client talking to an IMAP port gets an answer it cannot use.
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _manual_input("127.0.0.1", dovecot.imap_port, "none", "jean")
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "insecure_accept"}
+    )
+    assert result["errors"] == {"base": "unknown"}
+
+
+@pytest.mark.usefixtures("trust_test_cert")
+async def test_reauth(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    entry = entry_factory(mail_user)
+    entry.add_to_hass(hass)
+    result = await entry.start_reauth_flow(hass)
+    assert result["step_id"] == "reauth_confirm"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_PASSWORD: "wrong"}
+    )
+    assert result["errors"] == {"base": "invalid_auth"}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_PASSWORD: mail_user.password}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
+    await hass.async_block_till_done()
+
+
+@pytest.mark.usefixtures("trust_test_cert")
+async def test_reauth_hints_at_app_passwords(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    entry = entry_factory(mail_user, smtp_security=None)
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title=entry.title,
+        unique_id=entry.unique_id,
+        data={**entry.data, CONF_PROVIDER: "yahoo", CONF_SOURCE: "preset"},
+    )
+    entry.add_to_hass(hass)
+    result = await entry.start_reauth_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_PASSWORD: "wrong"}
+    )
+    assert result["errors"] == {
+        "base": "invalid_auth",
+        CONF_PASSWORD: "app_password_required",
+    }
+    assert result["description_placeholders"]["provider"] == "Yahoo"
+
+
+@pytest.mark.usefixtures("trust_test_cert")
+async def test_reconfigure(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    dovecot: DovecotServer,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    entry = entry_factory(mail_user)
+    entry.add_to_hass(hass)
+    result = await entry.start_reconfigure_flow(hass)
+    assert result["step_id"] == "reconfigure"
+    closed = _manual_input(
+        "127.0.0.1", free_port(), "ssl", mail_user.username, **{CONF_SMTP_HOST: ""}
+    )
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], closed)
+    assert result["step_id"] == "reconfigure"
+    assert result["errors"] == {"base": "cannot_connect"}
+    clear = _manual_input(
+        "127.0.0.1",
+        dovecot.imap_port,
+        "none",
+        mail_user.username,
+        **{CONF_SMTP_HOST: ""},
+    )
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], clear)
+    assert result["menu_options"] == ["insecure_accept", "reconfigure"]
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "reconfigure"}
+    )
+    good = _manual_input(
+        "127.0.0.1",
+        dovecot.imap_port,
+        "starttls",
+        mail_user.username,
+        **{CONF_SMTP_HOST: ""},
+    )
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], good)
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.data[CONF_INCOMING_SECURITY] == "starttls"
+    assert entry.data[CONF_SMTP_HOST] is None
+    assert entry.data[CONF_PASSWORD] == mail_user.password
+    await hass.async_block_till_done()
+
+
+async def test_advanced_mode_shows_certificate_choice(
+    hass: HomeAssistant, local_autoconfig
+) -> None:
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": config_entries.SOURCE_USER, "show_advanced_options": True},
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {CONF_EMAIL: "a@nowhere.test", CONF_PASSWORD: "x", CONF_PROTOCOL: "imap"},
+    )
+    assert CONF_VERIFY_SSL in result["data_schema"].schema
+    closed = _manual_input(
+        "127.0.0.1", free_port(), "ssl", "a", **{CONF_VERIFY_SSL: False}
+    )
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], closed)
+    assert result["errors"] == {"base": "cannot_connect"}
+    assert result["data_schema"]({})[CONF_VERIFY_SSL] is False
+
+
+async def test_receive_only_account_is_described(
+    hass: HomeAssistant, local_autoconfig
+) -> None:
+    local_autoconfig.serve("receive.test", config_xml(domain="receive.test", smtp=None))
+    result = await _user(hass, "jean@receive.test", "secret")
+    assert result["step_id"] == "confirm"
+    assert result["description_placeholders"]["smtp"] == "—"
+    assert (
+        result["description_placeholders"]["incoming"]
+        == "imap.example.org:993, SSL/TLS, jean@receive.test"
+    )
+
+
+def test_autodetection_defaults_are_the_public_ones(hass: HomeAssistant) -> None:
+    settings = config_flow.autoconfig_settings(hass)
+    assert settings.ispdb_url == "https://autoconfig.thunderbird.net/v1.1/"
+    assert settings.deadline == 10
+    assert settings.nameservers == ()
+
+
+async def test_reauth_of_an_outlook_account(hass: HomeAssistant) -> None:
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title="jean@outlook.com",
+        unique_id="jean@outlook.com:imap",
+        data={
+            CONF_EMAIL: "jean@outlook.com",
+            CONF_PASSWORD: "old",
+            CONF_PROTOCOL: "imap",
+            CONF_INCOMING_HOST: "outlook.office365.com",
+            CONF_INCOMING_PORT: 993,
+            CONF_INCOMING_SECURITY: "ssl",
+            CONF_INCOMING_USERNAME: "jean@outlook.com",
+            CONF_PROVIDER: "outlook",
+            CONF_SOURCE: "preset",
+        },
+    )
+    entry.add_to_hass(hass)
+    result = await entry.start_reauth_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_PASSWORD: "app-password"}
+    )
+    assert result["errors"] == {"base": "oauth_required"}
+
+
+@pytest.mark.usefixtures("trust_test_cert")
+async def test_imap_options(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    entry = entry_factory(mail_user)
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert result["step_id"] == "init"
+    schema = result["data_schema"].schema
+    folder_selector = schema[CONF_FOLDER]
+    assert "INBOX" in folder_selector.config["options"]
+    base = {CONF_FOLDER: "INBOX", CONF_POLL_INTERVAL: 10}
+    with pytest.raises(InvalidData, match="poll_interval"):
+        await hass.config_entries.options.async_configure(result["flow_id"], base)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_FOLDER: "INBOX", CONF_RECIPIENTS: ["not an address"]}
+    )
+    assert result["errors"] == {CONF_RECIPIENTS: "invalid_recipient"}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            CONF_FOLDER: "INBOX",
+            CONF_POLL_INTERVAL: 60,
+            CONF_RECIPIENTS: ["a@example.org"],
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options[CONF_POLL_INTERVAL] == 60
+    assert entry.options[CONF_RECIPIENTS] == ["a@example.org"]
+    assert entry.options["push"] is True
+
+
+async def test_imap_options_when_server_is_down(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    # Without the trusted certificate the folder list cannot be read: the
+    # current folder is still offered.
+    entry = entry_factory(mail_user, options={CONF_FOLDER: "Archive"})
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert result["data_schema"].schema[CONF_FOLDER].config["options"] == ["Archive"]
+
+
+async def test_pop3_options(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    entry = entry_factory(mail_user, protocol="pop3")
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    schema = result["data_schema"].schema
+    assert CONF_FOLDER not in schema
+    assert CONF_RETENTION in schema
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            CONF_RETENTION: "days",
+            "retention_days": 7,
+            CONF_RECIPIENTS: ["a@example.org", " b@example.org", ""],
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options[CONF_RETENTION] == "days"
+    assert entry.options["retention_days"] == 7
+    assert entry.options[CONF_RECIPIENTS] == ["a@example.org", "b@example.org"]

@@ -1,0 +1,121 @@
+"""POP3 accounts through Home Assistant: polled with HA's scheduler, state in Store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
+from homeassistant.util import dt as dt_util
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_capture_events,
+    async_fire_time_changed,
+)
+
+from custom_components.mail_relay.const import (
+    CONF_POLL_INTERVAL,
+    CONF_RETENTION,
+    DOMAIN,
+    EVENT_NEW_MAIL,
+)
+from tests.ha.helpers import wait_for
+from tests.mailserver import DovecotServer, MailUser
+from tests.mailserver.dovecot import make_message
+
+pytestmark = pytest.mark.usefixtures("trust_test_cert")
+
+
+async def poll(hass: HomeAssistant, seconds: int = 60) -> None:
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=seconds))
+    # Scheduled polls run as background tasks.
+    await hass.async_block_till_done(wait_background_tasks=True)
+
+
+@pytest.mark.parametrize("security", ["ssl", "starttls"])
+async def test_new_messages_fire_once_each(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+    security: str,
+) -> None:
+    dovecot.deliver(mail_user, make_message("already there"))
+    entry = entry_factory(
+        mail_user, protocol="pop3", security=security, options={CONF_POLL_INTERVAL: 60}
+    )
+    events = async_capture_events(hass, EVENT_NEW_MAIL)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert events == []  # old mail is not flooded in at first setup
+
+    await hass.async_add_executor_job(
+        dovecot.deliver, mail_user, [make_message(f"m{i}") for i in range(3)]
+    )
+    await poll(hass)
+    await wait_for(hass, lambda: len(events) == 3)
+    assert [e.data["subject"] for e in events] == ["m0", "m1", "m2"]
+    assert {e.data["protocol"] for e in events} == {"pop3"}
+    assert len({e.data["uid"] for e in events}) == 3
+    await poll(hass, 120)
+    assert len(events) == 3
+
+    registry = er.async_get(hass)
+    waiting = registry.async_get_entity_id(
+        "sensor", DOMAIN, f"{entry.entry_id}_waiting"
+    )
+    assert hass.states.get(waiting).state == "4"
+
+    # Restart with the same storage: nothing repeats, new mail still arrives.
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    await hass.async_add_executor_job(
+        dovecot.deliver, mail_user, make_message("while down")
+    )
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    await wait_for(hass, lambda: len(events) == 4)
+    assert events[-1].data["subject"] == "while down"
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_delete_after_download(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    entry = entry_factory(
+        mail_user,
+        protocol="pop3",
+        options={CONF_POLL_INTERVAL: 60, CONF_RETENTION: "delete"},
+    )
+    events = async_capture_events(hass, EVENT_NEW_MAIL)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_add_executor_job(
+        dovecot.deliver, mail_user, [make_message("a"), make_message("b")]
+    )
+    await poll(hass)
+    await wait_for(hass, lambda: len(events) == 2)
+    await wait_for(hass, lambda: dovecot.message_count(mail_user) == 0)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_pop3_wrong_password_starts_reauth(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    entry = entry_factory(MailUser(mail_user.address, "bad"), protocol="pop3")
+    entry.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert [
+        f["context"]["source"]
+        for f in hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    ] == ["reauth"]

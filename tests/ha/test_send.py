@@ -1,0 +1,377 @@
+"""Sending through Home Assistant: the notify entity and ``mail_relay.send_mail``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from homeassistant.components.notify import DOMAIN as NOTIFY_DOMAIN
+from homeassistant.components.notify import SERVICE_SEND_MESSAGE
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.mail_relay.const import (
+    CONF_RECIPIENTS,
+    CONF_SENDER_NAME,
+    DOMAIN,
+)
+from custom_components.mail_relay.services import MAX_ATTACHMENT_BYTES
+from tests.mailserver import DovecotServer, MailUser, SmtpServer
+
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
+
+pytestmark = pytest.mark.usefixtures("trust_test_cert")
+
+
+async def _setup(hass: HomeAssistant, entry: MockConfigEntry) -> MockConfigEntry:
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    return entry
+
+
+def _notify_entity_id(hass: HomeAssistant, entry: MockConfigEntry) -> str:
+    entity_id = er.async_get(hass).async_get_entity_id(
+        NOTIFY_DOMAIN, DOMAIN, f"{entry.entry_id}_notify"
+    )
+    assert entity_id is not None
+    return entity_id
+
+
+async def _unload(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+@pytest.fixture
+def allowed_dir(hass: HomeAssistant, tmp_path: Path) -> Path:
+    """A directory in allowlist_external_dirs, as a user would configure it."""
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    hass.config.allowlist_external_dirs = {str(allowed)}
+    return allowed
+
+
+async def test_notify_entity_sends_to_default_recipients(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    smtp_server: SmtpServer,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    entry = await _setup(
+        hass,
+        entry_factory(
+            mail_user,
+            options={
+                CONF_RECIPIENTS: [
+                    "Jean Dupont <jean@example.org>",
+                    "marie@example.org",
+                ],
+                CONF_SENDER_NAME: "Maison Dupré",
+            },
+        ),
+    )
+    entity_id = _notify_entity_id(hass, entry)
+    state = hass.states.get(entity_id)
+    assert state is not None
+    assert state.attributes["friendly_name"] == f"{mail_user.address} Send mail"
+    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, entry.entry_id)})
+    assert device is not None
+    assert device.name == mail_user.address
+    assert device.entry_type is dr.DeviceEntryType.SERVICE
+
+    await hass.services.async_call(
+        NOTIFY_DOMAIN,
+        SERVICE_SEND_MESSAGE,
+        {
+            "entity_id": entity_id,
+            "title": "Porte d'entrée ouverte",
+            "message": "À 7 h 02.",
+        },
+        blocking=True,
+    )
+    received = smtp_server.received_by("marie@example.org")
+    assert len(received) == 1
+    assert sorted(received[0].rcpt_tos) == ["jean@example.org", "marie@example.org"]
+    assert received[0].login == mail_user.address
+    msg = received[0].parsed()
+    assert msg["Subject"] == "Porte d'entrée ouverte"
+    assert msg["From"].addresses[0].display_name == "Maison Dupré"
+    assert msg["From"].addresses[0].addr_spec == mail_user.address
+    assert msg.get_content().strip() == "À 7 h 02."
+    await _unload(hass, entry)
+
+
+async def test_notify_without_recipients_mails_the_account_itself(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    dovecot: DovecotServer,
+    smtp_server: SmtpServer,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    entry = await _setup(hass, entry_factory(mail_user, smtp_security="ssl"))
+    await hass.services.async_call(
+        NOTIFY_DOMAIN,
+        SERVICE_SEND_MESSAGE,
+        {"entity_id": _notify_entity_id(hass, entry), "message": "hello me"},
+        blocking=True,
+    )
+    assert len(smtp_server.received_by(mail_user.address)) == 1
+    # The SMTP fixture relays to Dovecot: the mail is in the user's mailbox.
+    assert dovecot.message_count(mail_user) == 1
+    await _unload(hass, entry)
+
+
+async def test_no_notify_entity_without_smtp(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    entry = await _setup(hass, entry_factory(mail_user, smtp_security=None))
+    assert entry.runtime_data.sender is None
+    assert (
+        er.async_get(hass).async_get_entity_id(
+            NOTIFY_DOMAIN, DOMAIN, f"{entry.entry_id}_notify"
+        )
+        is None
+    )
+    with pytest.raises(ServiceValidationError) as caught:
+        await hass.services.async_call(
+            DOMAIN,
+            "send_mail",
+            {"config_entry_id": entry.entry_id, "to": ["a@example.org"], "text": "x"},
+            blocking=True,
+        )
+    assert caught.value.translation_key == "smtp_not_configured"
+    await _unload(hass, entry)
+
+
+async def test_send_mail_action_with_everything(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    smtp_server: SmtpServer,
+    entry_factory: Callable[..., MockConfigEntry],
+    allowed_dir: Path,
+) -> None:
+    entry = await _setup(hass, entry_factory(mail_user, smtp_security="starttls"))
+    (allowed_dir / "rapport.pdf").write_bytes(b"%PDF-1.4 rapport")
+    (allowed_dir / "snapshot.png").write_bytes(PNG)
+    response = await hass.services.async_call(
+        DOMAIN,
+        "send_mail",
+        {
+            "config_entry_id": entry.entry_id,
+            "to": ["Élodie <elodie@example.org>"],
+            "cc": "cc@example.org",
+            "bcc": ["hidden@example.org"],
+            "reply_to": ["support@example.org"],
+            "subject": "Caméra : mouvement",
+            "html": '<p>Mouvement</p><img src="cid:snapshot.png">',
+            "attachments": [str(allowed_dir / "rapport.pdf")],
+            "images": [str(allowed_dir / "snapshot.png")],
+        },
+        blocking=True,
+        return_response=True,
+    )
+    assert response is not None
+    assert sorted(response["accepted"]) == [  # type: ignore[arg-type]
+        "cc@example.org",
+        "elodie@example.org",
+        "hidden@example.org",
+    ]
+    received = smtp_server.received_by("hidden@example.org")
+    assert len(received) == 1
+    msg = received[0].parsed()
+    assert "Bcc" not in msg
+    assert b"hidden@example.org" not in received[0].data
+    assert msg["Subject"] == "Caméra : mouvement"
+    assert msg["To"].addresses[0].display_name == "Élodie"
+    assert msg["Cc"] == "cc@example.org"
+    assert msg["Reply-To"] == "support@example.org"
+    image = next(p for p in msg.walk() if p.get_content_type() == "image/png")
+    assert image["Content-ID"] == "<snapshot.png>"
+    assert image.get_content() == PNG
+    [attachment] = list(msg.iter_attachments())
+    assert attachment.get_filename() == "rapport.pdf"
+    assert attachment.get_content_type() == "application/pdf"
+    assert attachment.get_content() == b"%PDF-1.4 rapport"
+    await _unload(hass, entry)
+
+
+async def test_send_mail_file_errors(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    smtp_server: SmtpServer,
+    entry_factory: Callable[..., MockConfigEntry],
+    allowed_dir: Path,
+    tmp_path: Path,
+) -> None:
+    entry = await _setup(hass, entry_factory(mail_user))
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not for mail")
+    big = allowed_dir / "big.bin"
+    with big.open("wb") as handle:
+        handle.truncate(MAX_ATTACHMENT_BYTES + 1)
+    cases = {
+        "path_not_allowed": {"attachments": [str(outside)]},
+        "file_not_found": {"attachments": [str(allowed_dir / "missing.pdf")]},
+        "attachments_too_large": {"attachments": [str(big)]},
+    }
+    for key, extra in cases.items():
+        with pytest.raises(ServiceValidationError) as caught:
+            await hass.services.async_call(
+                DOMAIN,
+                "send_mail",
+                {
+                    "config_entry_id": entry.entry_id,
+                    "to": [f"{key}@example.org"],
+                    "text": "x",
+                    **extra,
+                },
+                blocking=True,
+            )
+        assert caught.value.translation_key == key
+        assert caught.value.translation_domain == DOMAIN
+        assert smtp_server.received_by(f"{key}@example.org") == []
+    # The translated message names the offending path.
+    with pytest.raises(ServiceValidationError, match="allowlist_external_dirs"):
+        await hass.services.async_call(
+            DOMAIN,
+            "send_mail",
+            {
+                "config_entry_id": entry.entry_id,
+                "to": ["x@example.org"],
+                "images": [str(outside)],
+            },
+            blocking=True,
+        )
+    await _unload(hass, entry)
+
+
+async def test_send_mail_invalid_input(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    smtp_server: SmtpServer,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    entry = await _setup(hass, entry_factory(mail_user))
+    for data in (
+        {"to": ["victim@example.org"], "subject": "hi\r\nBcc: spam@example.org"},
+        {"to": ["not an address"]},
+        {"to": ["ok@example.org"], "reply_to": ["x@example.org\nBcc: y@example.org"]},
+    ):
+        with pytest.raises(ServiceValidationError) as caught:
+            await hass.services.async_call(
+                DOMAIN,
+                "send_mail",
+                {"config_entry_id": entry.entry_id, "text": "x", **data},
+                blocking=True,
+            )
+        assert caught.value.translation_key == "invalid_message"
+    assert smtp_server.received_by("victim@example.org") == []
+    assert smtp_server.received_by("spam@example.org") == []
+    with pytest.raises(ServiceValidationError) as caught:
+        await hass.services.async_call(
+            DOMAIN,
+            "send_mail",
+            {"config_entry_id": "nope", "to": ["a@example.org"]},
+            blocking=True,
+        )
+    assert caught.value.translation_key == "entry_not_found"
+    await _unload(hass, entry)
+
+
+async def test_server_refusal_is_a_home_assistant_error(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    smtp_server: SmtpServer,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    entry = await _setup(hass, entry_factory(mail_user))
+    smtp_server.replies.append("550 5.7.1 Rejected")
+    with pytest.raises(HomeAssistantError) as caught:
+        await hass.services.async_call(
+            DOMAIN,
+            "send_mail",
+            {
+                "config_entry_id": entry.entry_id,
+                "to": ["refused@example.org"],
+                "text": "x",
+            },
+            blocking=True,
+        )
+    assert not isinstance(caught.value, ServiceValidationError)
+    assert caught.value.translation_key == "send_refused"
+    assert caught.value.translation_placeholders == {
+        "code": "550",
+        "reply": "5.7.1 Rejected",
+    }
+    assert "5.7.1 Rejected" in str(caught.value)
+    assert smtp_server.received_by("refused@example.org") == []
+    await _unload(hass, entry)
+
+
+async def test_untrusted_certificate_error(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entry = await _setup(hass, entry_factory(mail_user, smtp_security="ssl"))
+    # The mailbox connected while the test CA was trusted; the SMTP sender
+    # builds its TLS context at its first send, now without it.
+    monkeypatch.delenv("SSL_CERT_FILE")
+    with pytest.raises(HomeAssistantError) as caught:
+        await hass.services.async_call(
+            NOTIFY_DOMAIN,
+            SERVICE_SEND_MESSAGE,
+            {"entity_id": _notify_entity_id(hass, entry), "message": "x"},
+            blocking=True,
+        )
+    assert caught.value.translation_key == "smtp_certificate"
+    await _unload(hass, entry)
+
+
+async def test_burst_of_notifications_shares_one_connection(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    smtp_server: SmtpServer,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    entry = await _setup(
+        hass, entry_factory(mail_user, options={CONF_RECIPIENTS: ["burst@example.org"]})
+    )
+    entity_id = _notify_entity_id(hass, entry)
+    before = smtp_server.sessions["starttls"]
+    await asyncio.gather(
+        *(
+            hass.services.async_call(
+                NOTIFY_DOMAIN,
+                SERVICE_SEND_MESSAGE,
+                {"entity_id": entity_id, "title": f"n{i}", "message": "x"},
+                blocking=True,
+            )
+            for i in range(20)
+        )
+    )
+    received = smtp_server.received_by("burst@example.org")
+    assert sorted(m.parsed()["Subject"] for m in received) == sorted(
+        f"n{i}" for i in range(20)
+    )
+    assert smtp_server.sessions["starttls"] - before == 1
+    # Unloading closes the kept connection and cancels its idle timer.
+    sender = entry.runtime_data.sender
+    assert sender is not None
+    assert sender.connected
+    await _unload(hass, entry)
+    assert not sender.connected

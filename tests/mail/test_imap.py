@@ -1,0 +1,852 @@
+"""The IMAP client and watcher against a real Dovecot: events, bursts, outages, TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+
+from custom_components.mail_relay.mail.errors import (
+    AuthError,
+    CertificateError,
+    ConnectError,
+    MessageNotFoundError,
+    StartTlsUnavailableError,
+)
+from custom_components.mail_relay.mail.imap import (
+    FolderState,
+    ImapClient,
+    ImapWatcher,
+    WatchStatus,
+    decode_mailbox,
+    encode_mailbox,
+    mailbox_arg,
+    parse_bodystructure,
+    parse_data,
+    quote,
+    uid_set,
+)
+from custom_components.mail_relay.mail.message import MailEvent, body_text
+from custom_components.mail_relay.mail.models import Security, ServerSettings
+from custom_components.mail_relay.mail.tls import create_ssl_context
+from tests.mailserver import DovecotServer, MailUser
+from tests.mailserver.dovecot import make_message
+from tests.mailserver.ports import free_port
+
+# -- helpers -------------------------------------------------------------------
+
+
+def settings_for(
+    server: DovecotServer,
+    user: MailUser,
+    security: str = "ssl",
+    *,
+    password: str | None = None,
+    port: int | None = None,
+) -> ServerSettings:
+    ports = {
+        "ssl": server.imaps_port,
+        "starttls": server.imap_port,
+        "none": server.imap_port,
+    }
+    return ServerSettings(
+        host=server.host,
+        port=port or ports[security],
+        security=Security(security),
+        username=user.username,
+        password=user.password if password is None else password,
+    )
+
+
+def rich_message(to: str, subject: str = "Porte d'entrée ouverte") -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "Alice Exemple <Alice@Example.org>"
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = "<porte-1@example.org>"
+    msg["Date"] = "Mon, 23 Nov 2026 10:00:00 +0100"
+    msg.set_content("Bonjour,\nla porte d'entrée est ouverte.\n")
+    msg.add_alternative(
+        "<p>Bonjour,<br>la porte <b>est ouverte</b>.</p>", subtype="html"
+    )
+    msg.add_attachment(
+        b"%PDF-1.4 " + b"x" * 3000,
+        maintype="application",
+        subtype="pdf",
+        filename="rapport (1).pdf",
+    )
+    return msg.as_bytes()
+
+
+class Sink:
+    """Collects what a watcher reports."""
+
+    def __init__(self) -> None:
+        self.events: list[MailEvent] = []
+        self.states: list[FolderState] = []
+        self.statuses: list[WatchStatus] = []
+
+    async def on_message(self, event: MailEvent) -> None:
+        await asyncio.sleep(0)  # a suspension point, where a cancellation lands
+        self.events.append(event)
+
+    def on_state(self, state: FolderState) -> None:
+        self.states.append(state)
+
+    def on_status(self, status: WatchStatus) -> None:
+        self.statuses.append(status)
+
+    @property
+    def subjects(self) -> list[str]:
+        return [e.subject for e in self.events]
+
+    async def wait(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
+        deadline = time.monotonic() + within
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out; events={self.subjects} statuses={self.statuses[-3:]}"
+                )
+            await asyncio.sleep(0.02)
+
+
+def make_watcher(
+    settings: ServerSettings, sink: Sink, ssl_context: Any, **kwargs: Any
+) -> ImapWatcher:
+    options: dict[str, Any] = {
+        "account": settings.username,
+        "state": None,
+        "on_message": sink.on_message,
+        "on_state": sink.on_state,
+        "on_status": sink.on_status,
+        "ssl_context": ssl_context,
+        "timeout": 5.0,
+        "backoff_initial": 0.1,
+        "backoff_max": 0.5,
+    }
+    options.update(kwargs)
+    return ImapWatcher(settings, **options)
+
+
+@contextlib.asynccontextmanager
+async def running(watcher: ImapWatcher) -> AsyncIterator[asyncio.Task[None]]:
+    """Run the watcher in the background; cancel and log out afterwards."""
+    if watcher._client is None:
+        await watcher.connect_once()
+    task = asyncio.create_task(watcher.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        await watcher.close()
+
+
+async def deliver(server: DovecotServer, user: MailUser, *messages: bytes) -> None:
+    await asyncio.to_thread(server.deliver, user, list(messages))
+
+
+class TcpProxy:
+    """A loopback TCP relay that records what the client sent and can go silent."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.client_bytes = bytearray()
+        self.frozen: set[int] = set()
+        self._links: list[tuple[int, asyncio.StreamWriter, asyncio.StreamWriter]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def __aenter__(self) -> TcpProxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for _, a, b in self._links:
+            a.close()
+            b.close()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+        await self._server.wait_closed()
+
+    def freeze_all(self) -> None:
+        """Existing connections stop passing data (a silently dead network)."""
+        self.frozen.update(link for link, _, _ in self._links)
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        link = len(self._links)
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._links.append((link, writer, up_writer))
+
+        async def pipe(
+            src: asyncio.StreamReader, dst: asyncio.StreamWriter, record: bool
+        ) -> None:
+            with contextlib.suppress(OSError, ConnectionError):
+                while data := await src.read(65536):
+                    if record:
+                        self.client_bytes += data
+                    if link in self.frozen:
+                        continue
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(
+            pipe(reader, up_writer, True), pipe(up_reader, writer, False)
+        )
+        self._tasks.discard(task)
+
+
+@pytest.fixture
+async def tls_context(trust_test_cert: Any) -> Any:
+    """A verifying context that trusts the test certificate (like a private CA)."""
+    return await asyncio.to_thread(create_ssl_context)
+
+
+# -- events ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("security", ["ssl", "starttls", "none"])
+async def test_one_message_one_event(
+    dovecot: DovecotServer, mail_user: MailUser, tls_context: Any, security: str
+) -> None:
+    """Old mail is not replayed at first start; a new message gives one full event."""
+    await deliver(dovecot, mail_user, make_message("already there"))
+    sink = Sink()
+    settings = settings_for(dovecot, mail_user, security)
+    watcher = make_watcher(settings, sink, tls_context)
+    await watcher.connect_once()
+    assert watcher.state.last_uid == 1  # UIDNEXT - 1: the old message is skipped
+    async with running(watcher):
+        await deliver(dovecot, mail_user, rich_message(mail_user.address))
+        await sink.wait(lambda: len(sink.events) == 1)
+        await sink.wait(lambda: watcher.status.unread == 2)
+        await asyncio.sleep(0.3)
+    assert len(sink.events) == 1
+    event = sink.events[0].as_dict()
+    assert event["subject"] == "Porte d'entrée ouverte"
+    assert event["sender"] == "alice@example.org"
+    assert event["sender_name"] == "Alice Exemple"
+    assert event["to"] == [mail_user.address]
+    assert event["message_id"] == "<porte-1@example.org>"
+    assert event["date"] == "2026-11-23T10:00:00+01:00"
+    assert event["text"] == "Bonjour,\nla porte d'entrée est ouverte."
+    assert event["protocol"] == "imap"
+    assert event["folder"] == "INBOX"
+    assert event["account"] == mail_user.address
+    assert event["uid"] == "2"
+    assert event["uidvalidity"] == watcher.state.uidvalidity
+    assert event["size"] > 3000
+    (attachment,) = event["attachments"]
+    assert attachment["filename"] == "rapport (1).pdf"
+    assert attachment["content_type"] == "application/pdf"
+    assert abs(attachment["size"] - 3009) < 40  # estimated from the base64 size
+    assert "headers" not in event
+    assert watcher.state.last_uid == 2
+    assert sink.states[-1] == FolderState(watcher.state.uidvalidity, 2)
+    assert any(s.connected and s.idle for s in sink.statuses)
+
+
+async def test_burst_of_200_messages(
+    dovecot: DovecotServer, mail_user: MailUser, tls_context: Any
+) -> None:
+    """200 messages delivered as fast as LMTP takes them: 200 events, each UID once."""
+    sink = Sink()
+    watcher = make_watcher(settings_for(dovecot, mail_user), sink, tls_context)
+    messages = [make_message(f"burst {n}", f"body {n}") for n in range(200)]
+    async with running(watcher):
+        started = time.monotonic()
+        await deliver(dovecot, mail_user, *messages)
+        delivered_at = time.monotonic()
+        await sink.wait(lambda: len(sink.events) >= 200, within=5.0)
+        elapsed = time.monotonic() - delivered_at
+        total = time.monotonic() - started
+        await asyncio.sleep(0.5)  # nothing more may come
+    uids = [int(e.uid) for e in sink.events]
+    assert len(uids) == 200
+    assert uids == sorted(set(uids))  # in UID order, each once
+    assert Counter(sink.subjects) == Counter(f"burst {n}" for n in range(200))
+    assert watcher.state.last_uid == uids[-1]
+    # The mark moved after each message, in order.
+    marks = [s.last_uid for s in sink.states[1:]]
+    assert marks == uids
+    print(
+        f"\nburst: LMTP delivery {delivered_at - started:.2f} s; last event"
+        f" {elapsed:.2f} s after the last delivery ({total:.2f} s in all)"
+    )
+
+
+async def test_huge_message_downloads_little(
+    dovecot: DovecotServer, mail_user: MailUser, tls_context: Any
+) -> None:
+    """A 20 MB message with attachments: a full event for less than 64 KB read."""
+
+    def build() -> bytes:
+        msg = EmailMessage()
+        msg["From"] = "Camera <camera@example.org>"
+        msg["To"] = mail_user.address
+        msg["Subject"] = "Mouvement détecté"
+        msg.set_content("Mouvement détecté dans le jardin à 03:12.")
+        msg.add_attachment(
+            os.urandom(10_000_000), maintype="video", subtype="mp4", filename="clip.mp4"
+        )
+        msg.add_attachment(
+            os.urandom(5_000_000),
+            maintype="image",
+            subtype="jpeg",
+            filename="photo.jpg",
+        )
+        return msg.as_bytes()
+
+    raw = await asyncio.to_thread(build)
+    assert len(raw) > 20_000_000
+    counted: list[int] = []
+    sink = Sink()
+    watcher = make_watcher(
+        settings_for(dovecot, mail_user),
+        sink,
+        tls_context,
+        byte_counter=counted.append,
+    )
+    async with running(watcher):
+        await deliver(dovecot, mail_user, raw)
+        await sink.wait(lambda: len(sink.events) == 1, within=10)
+    event = sink.events[0]
+    assert event.subject == "Mouvement détecté"
+    assert event.sender == "camera@example.org"
+    assert event.text == "Mouvement détecté dans le jardin à 03:12."
+    assert event.size is not None
+    assert event.size > 20_000_000
+    assert [(a.filename, a.content_type) for a in event.attachments] == [
+        ("clip.mp4", "video/mp4"),
+        ("photo.jpg", "image/jpeg"),
+    ]
+    # Sizes are estimated from the base64 size in BODYSTRUCTURE.
+    assert abs(event.attachments[0].size - 10_000_000) < 10_000
+    assert abs(event.attachments[1].size - 5_000_000) < 5_000
+    total = sum(counted)
+    assert total < 64 * 1024
+    print(f"\n20 MB message: {total} bytes read for the whole session")
+
+
+async def test_include_headers_and_text_limit(
+    dovecot: DovecotServer, mail_user: MailUser, tls_context: Any
+) -> None:
+    """Options: headers on request, text cut to the limit; HTML-only mail as text."""
+    sink = Sink()
+    watcher = make_watcher(
+        settings_for(dovecot, mail_user),
+        sink,
+        tls_context,
+        include_headers=True,
+        text_limit=20,
+    )
+    html = EmailMessage()
+    html["From"] = "n@example.org"
+    html["Subject"] = "html only"
+    html.set_content(
+        "<html><body><p>Alerte &eacute;t&eacute;</p></body></html>", subtype="html"
+    )
+    styled = EmailMessage()
+    styled["From"] = "newsletter@example.org"
+    styled["Subject"] = "heavy html"
+    style = "".join(f".c{n} {{ color: #{n:06x}; }}\n" for n in range(500))
+    styled.set_content(
+        f"<html><head><style>{style}</style></head><body><p>Enfin le texte</p>",
+        subtype="html",
+    )
+    assert len(styled.as_bytes()) > 12_000
+    async with running(watcher):
+        await deliver(
+            dovecot,
+            mail_user,
+            make_message("long", "é" * 500),
+            html.as_bytes(),
+            styled.as_bytes(),
+        )
+        await sink.wait(lambda: len(sink.events) == 3)
+    # Mail delivered together may be numbered in any order by Dovecot.
+    by_subject = {e.subject: e for e in sink.events}
+    long, html_event = by_subject["long"], by_subject["html only"]
+    styled_event = by_subject["heavy html"]
+    assert long.text == "é" * 20
+    assert long.headers is not None
+    assert long.headers["subject"] == ["long"]
+    assert html_event.text == "Alerte été"
+    # Past the first bytes of style sheet, the text is still found.
+    assert styled_event.text == "Enfin le texte"
+
+
+# -- restarts and outages -----------------------------------------------------------
+
+
+async def test_restart_with_saved_state(
+    dovecot: DovecotServer, mail_user: MailUser, tls_context: Any
+) -> None:
+    """Saved state: no repeats, mail delivered while stopped fired once each."""
+    settings = settings_for(dovecot, mail_user)
+    first = Sink()
+    watcher = make_watcher(settings, first, tls_context)
+    async with running(watcher):
+        await deliver(dovecot, mail_user, make_message("before"))
+        await first.wait(lambda: len(first.events) == 1)
+    saved = first.states[-1]
+    assert saved.last_uid == 1
+
+    await deliver(
+        dovecot, mail_user, make_message("while down 1"), make_message("while down 2")
+    )
+    second = Sink()
+    watcher = make_watcher(settings, second, tls_context, state=saved)
+    async with running(watcher):
+        await second.wait(lambda: len(second.events) == 2)
+        await deliver(dovecot, mail_user, make_message("after"))
+        await second.wait(lambda: len(second.events) == 3)
+        await asyncio.sleep(0.3)
+    assert sorted(second.subjects[:2]) == ["while down 1", "while down 2"]
+    assert second.subjects[2] == "after"
+
+    # Past the catch-up window, mail from while we were down is skipped (but
+    # passed by the mark), and only the first catch-up is filtered.
+    await deliver(dovecot, mail_user, make_message("too old"))
+    third = Sink()
+    watcher = make_watcher(
+        settings,
+        third,
+        tls_context,
+        state=second.states[-1],
+        catchup_since=datetime.now(UTC) + timedelta(hours=1),
+    )
+    async with running(watcher):
+        await third.wait(lambda: watcher.state.last_uid == 5)
+        await deliver(dovecot, mail_user, make_message("fresh"))
+        await third.wait(lambda: len(third.events) == 1)
+    assert third.subjects == ["fresh"]
+
+
+async def test_crash_in_a_burst_neither_repeats_nor_loses(
+    dovecot: DovecotServer, mail_user: MailUser, tls_context: Any
+) -> None:
+    """Stopped in the middle of a burst: the saved mark resumes right after."""
+    settings = settings_for(dovecot, mail_user)
+    first = Sink()
+    watcher = make_watcher(settings, first, tls_context)
+    await watcher.connect_once()
+    task = asyncio.create_task(watcher.run())
+
+    def stop_after_30(state: FolderState) -> None:
+        first.on_state(state)
+        if state.last_uid == 30:
+            task.cancel()  # the host is stopping, mid-burst
+
+    watcher._on_state = stop_after_30
+    await deliver(dovecot, mail_user, *(make_message(f"m{n}") for n in range(1, 61)))
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await watcher.close()
+    assert [int(e.uid) for e in first.events] == list(range(1, 31))
+    saved = first.states[-1]
+    assert saved.last_uid == 30
+
+    second = Sink()
+    watcher = make_watcher(settings, second, tls_context, state=saved)
+    async with running(watcher):
+        await second.wait(lambda: len(second.events) == 30)
+        await asyncio.sleep(0.2)
+    assert [int(e.uid) for e in second.events] == list(range(31, 61))
+    # Each message exactly once across the two runs.
+    assert sorted(first.subjects + second.subjects) == sorted(
+        f"m{n}" for n in range(1, 61)
+    )
+
+
+async def test_uidvalidity_change_fires_nothing_old(
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    tls_context: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A renumbered folder resets the mark without replaying its mail."""
+    await deliver(dovecot, mail_user, *(make_message(f"old {n}") for n in range(3)))
+    sink = Sink()
+    watcher = make_watcher(
+        settings_for(dovecot, mail_user),
+        sink,
+        tls_context,
+        state=FolderState(uidvalidity=1, last_uid=0),
+    )
+    with caplog.at_level(logging.WARNING):
+        async with running(watcher):
+            await sink.wait(lambda: watcher.status.unread == 3)
+            assert watcher.state.uidvalidity != 1
+            assert watcher.state.last_uid == 3
+            await deliver(dovecot, mail_user, make_message("new"))
+            await sink.wait(lambda: len(sink.events) == 1)
+    assert sink.subjects == ["new"]
+    assert "UIDVALIDITY" in caplog.text
+    assert mail_user.password not in caplog.text
+
+
+async def test_reconnects_after_server_outage(
+    own_dovecot: DovecotServer, trust_test_cert: Any
+) -> None:
+    """Dovecot stopped and started: disconnected, back by itself, nothing lost or doubled."""
+    user = own_dovecot.add_user()
+    context = await asyncio.to_thread(create_ssl_context)
+    sink = Sink()
+    watcher = make_watcher(settings_for(own_dovecot, user), sink, context)
+    async with running(watcher) as task:
+        await deliver(own_dovecot, user, make_message("one"))
+        await sink.wait(lambda: len(sink.events) == 1)
+        await deliver(own_dovecot, user, make_message("just before"))
+        await asyncio.to_thread(own_dovecot.stop)
+        await sink.wait(lambda: not watcher.status.connected)
+        await asyncio.to_thread(own_dovecot.start)
+        await deliver(own_dovecot, user, make_message("just after"))
+        await sink.wait(lambda: watcher.status.connected, within=10)
+        await sink.wait(lambda: len(sink.events) >= 3, within=5)
+        await deliver(own_dovecot, user, make_message("later"))
+        await sink.wait(lambda: len(sink.events) >= 4)
+        await asyncio.sleep(0.3)
+        assert not task.done()
+    assert sorted(sink.subjects) == sorted(
+        ["one", "just before", "just after", "later"]
+    )
+    assert any(not s.connected and s.last_error for s in sink.statuses)
+    assert sink.statuses[-1].connected is False  # closed at the end
+    assert [e.uid for e in sink.events] == ["1", "2", "3", "4"]
+
+
+async def test_dead_connection_detected_during_idle(
+    dovecot: DovecotServer, mail_user: MailUser, tls_context: Any
+) -> None:
+    """A network that goes silent: DONE is not answered, the watcher reconnects."""
+    async with TcpProxy(dovecot.host, dovecot.imaps_port) as proxy:
+        settings = settings_for(dovecot, mail_user, port=proxy.port)
+        sink = Sink()
+        watcher = make_watcher(settings, sink, tls_context, idle_renew=0.3, timeout=1.0)
+        async with running(watcher):
+            await sink.wait(lambda: watcher.status.connected)
+            proxy.freeze_all()
+            await sink.wait(lambda: not watcher.status.connected, within=4)
+            await sink.wait(lambda: watcher.status.connected, within=4)
+            await deliver(dovecot, mail_user, make_message("after the silence"))
+            await sink.wait(lambda: len(sink.events) == 1)
+    assert sink.subjects == ["after the silence"]
+
+
+# -- modes -------------------------------------------------------------------------
+
+
+async def test_polling_mode_and_mark_seen(
+    dovecot: DovecotServer, mail_user: MailUser, tls_context: Any
+) -> None:
+    """push=False polls; mark_seen sets \\Seen after the event."""
+    sink = Sink()
+    watcher = make_watcher(
+        settings_for(dovecot, mail_user),
+        sink,
+        tls_context,
+        push=False,
+        poll_interval=0.2,
+        mark_seen=True,
+    )
+    async with running(watcher):
+        assert watcher.status.idle is False
+        await deliver(dovecot, mail_user, make_message("polled"))
+        await sink.wait(lambda: len(sink.events) == 1, within=3)
+        await sink.wait(lambda: watcher.status.unread == 0)
+        await deliver(dovecot, mail_user, make_message("polled 2"))
+        await sink.wait(lambda: len(sink.events) == 2, within=3)
+    assert sink.subjects == ["polled", "polled 2"]
+    assert not any(s.idle for s in sink.statuses)
+
+
+async def test_idle_renewal(
+    dovecot: DovecotServer, mail_user: MailUser, tls_context: Any
+) -> None:
+    """IDLE is re-issued at the interval and push still works afterwards."""
+    sink = Sink()
+    watcher = make_watcher(
+        settings_for(dovecot, mail_user), sink, tls_context, idle_renew=0.2
+    )
+    async with running(watcher):
+        client = watcher._client
+        assert client is not None
+        await sink.wait(lambda: client.idle_rounds >= 4)
+        await deliver(dovecot, mail_user, make_message("after renewals"))
+        await sink.wait(lambda: len(sink.events) == 1, within=3)
+        assert watcher._client is client  # same connection all along
+    assert sink.subjects == ["after renewals"]
+    assert all(s.connected for s in sink.statuses[:-1])
+
+
+# -- refusals ------------------------------------------------------------------------
+
+
+async def test_starttls_unavailable_fails_before_login(
+    dovecot_without_tls: DovecotServer, tls_context: Any
+) -> None:
+    """No STARTTLS offered: fail closed, the password never leaves the machine."""
+    user = dovecot_without_tls.add_user()
+    async with TcpProxy(
+        dovecot_without_tls.host, dovecot_without_tls.imap_port
+    ) as proxy:
+        settings = settings_for(dovecot_without_tls, user, "starttls", port=proxy.port)
+        client = ImapClient(settings, ssl_context=tls_context, timeout=5)
+        with pytest.raises(StartTlsUnavailableError):
+            await client.connect()
+        await client.logout()
+        sink = Sink()
+        watcher = make_watcher(settings, sink, tls_context)
+        with pytest.raises(StartTlsUnavailableError):
+            await watcher.run()  # fatal: not retried
+        await watcher.close()
+        assert proxy.client_bytes  # we did talk to it
+        assert b"LOGIN" not in proxy.client_bytes.upper()
+        assert user.password.encode() not in proxy.client_bytes
+    await asyncio.sleep(0.2)
+    log = (dovecot_without_tls.directory / "dovecot.log").read_text()
+    assert user.address not in log
+    assert "no auth attempts" in log
+
+
+async def test_wrong_password(
+    own_dovecot: DovecotServer, tls_context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused password raises AuthError and is never logged.
+
+    Its own Dovecot: failed logins slow down later failures from the same IP
+    (Dovecot's auth penalty), which other tests must not inherit.
+    """
+    user = own_dovecot.add_user()
+    password = 'wrong "pass\\word"'
+    client = ImapClient(
+        settings_for(own_dovecot, user, password=password),
+        ssl_context=tls_context,
+        timeout=20,
+    )
+    with caplog.at_level(logging.DEBUG), pytest.raises(AuthError):
+        await client.connect()
+    await client.logout()
+    assert "pass" not in caplog.text
+    assert "wrong" not in caplog.text
+
+
+async def test_wrong_password_stops_the_watcher(
+    own_dovecot: DovecotServer, tls_context: Any
+) -> None:
+    """AuthError is fatal for run(): the host starts reauth instead of retrying."""
+    user = own_dovecot.add_user()
+    settings = settings_for(own_dovecot, user, password="nope")
+    sink = Sink()
+    watcher = make_watcher(settings, sink, tls_context, timeout=20)
+    with pytest.raises(AuthError):
+        await watcher.run()
+    assert watcher.status.last_error
+    assert watcher.status.connected is False
+
+
+async def test_untrusted_certificate(
+    dovecot: DovecotServer, mail_user: MailUser
+) -> None:
+    """Without trusting the test CA, both TLS modes refuse before logging in."""
+    context = await asyncio.to_thread(create_ssl_context)
+    for security in ("ssl", "starttls"):
+        client = ImapClient(
+            settings_for(dovecot, mail_user, security), ssl_context=context, timeout=5
+        )
+        with pytest.raises(CertificateError):
+            await client.connect()
+        await client.logout()
+
+
+async def test_server_down_is_not_fatal(mail_user: MailUser, tls_context: Any) -> None:
+    """connect_once raises ConnectError (host: not ready); run() keeps retrying."""
+    settings = ServerSettings(
+        "127.0.0.1", free_port(), Security.SSL, mail_user.username, mail_user.password
+    )
+    sink = Sink()
+    watcher = make_watcher(settings, sink, tls_context)
+    with pytest.raises(ConnectError):
+        await watcher.connect_once()
+    task = asyncio.create_task(watcher.run())
+    await asyncio.sleep(0.8)
+    assert not task.done()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert watcher.status.connected is False
+    assert watcher.status.last_error
+
+
+# -- the client's actions -------------------------------------------------------------
+
+
+async def test_client_actions(
+    dovecot: DovecotServer, mail_user: MailUser, tls_context: Any
+) -> None:
+    await deliver(
+        dovecot,
+        mail_user,
+        rich_message(mail_user.address),
+        make_message("two"),
+        make_message("three"),
+        make_message("four"),
+    )
+    client = ImapClient(settings_for(dovecot, mail_user), ssl_context=tls_context)
+    await client.connect()
+    try:
+        uidvalidity, uidnext = await client.select("INBOX")
+        assert uidvalidity > 0
+        assert uidnext == 5
+        # Dovecot may number mail delivered together in any order: go by subject.
+        inbox = await client.fetch_events(
+            await client.search_since(0),
+            account=mail_user.address,
+            folder="INBOX",
+            uidvalidity=uidvalidity,
+            text_limit=100,
+            include_headers=False,
+        )
+        uid = {e.subject: int(e.uid) for e in inbox}
+        rich, two, three, four = (
+            uid["Porte d'entrée ouverte"],
+            uid["two"],
+            uid["three"],
+            uid["four"],
+        )
+        await client.create_folder("Archivé & co")
+        folders = await client.list_folders()
+        assert "INBOX" in folders
+        assert "Archivé & co" in folders
+        assert await client.unread_count() == 4
+
+        await client.mark_seen([rich])
+        assert await client.unread_count() == 3
+
+        full = await client.fetch_full(rich)
+        assert full["subject"] == "Porte d'entrée ouverte"
+        assert full["sender"] == "alice@example.org"
+        assert full["text"] == "Bonjour,\nla porte d'entrée est ouverte."
+        assert "<b>est ouverte</b>" in full["html"]
+        assert [a["filename"] for a in full["attachments"]] == ["rapport (1).pdf"]
+        assert full["headers"]["subject"] == ["Porte d'entrée ouverte"]
+        assert full["seen"] is True
+        assert full["uid"] == str(rich)
+
+        everything = [rich, two, three, four]
+        await client.move([two], "Archivé & co")
+        assert await client.existing(everything) == {rich, three, four}
+        client.capabilities.discard("MOVE")  # a server without MOVE: COPY + EXPUNGE
+        await client.move([three], "Archivé & co")
+        assert await client.existing(everything) == {rich, four}
+
+        await client.delete([four])
+        assert await client.existing(everything) == {rich}
+
+        with pytest.raises(MessageNotFoundError):
+            await client.fetch_full(99)
+        with pytest.raises(MessageNotFoundError):
+            await client.move([rich, 99], "Archivé & co")
+        assert await client.existing([rich]) == {rich}  # nothing moved
+
+        await client.select("Archivé & co", readonly=True)
+        assert await client.search_since(0) == [1, 2]
+        events = await client.fetch_events(
+            [1, 2],
+            account=mail_user.address,
+            folder="Archivé & co",
+            uidvalidity=client.uidvalidity or 0,
+            text_limit=100,
+            include_headers=False,
+        )
+        assert [e.subject for e in events] == ["two", "three"]
+    finally:
+        await client.logout()
+    await client.logout()  # idempotent
+
+
+# -- parsing, no server ------------------------------------------------------------------
+
+
+def test_bodystructure_parsing() -> None:
+    data = (
+        b'((("text" "plain" ("charset" "iso-8859-1") NIL NIL "quoted-printable" 12 1 NIL NIL NIL NIL)'
+        b'("text" "html" ("charset" "utf-8") NIL NIL "base64" 40 1 NIL NIL NIL NIL) "alternative"'
+        b' ("boundary" "b2") NIL NIL NIL)'
+        b'("application" "pdf" ("name" "a(b.pdf") NIL NIL "base64" 780 NIL'
+        b' ("attachment" ("filename*" "utf-8\'\'%C3%A9t%C3%A9.pdf")) NIL NIL)'
+        b'("image" "png" NIL "<id>" NIL "base64" 78 NIL ("inline" ("filename" {5}\r\nx.png)) NIL NIL)'
+        b'("message" "rfc822" NIL NIL NIL "7bit" 300 (NIL "s" NIL NIL NIL NIL NIL NIL NIL NIL)'
+        b' ("text" "plain" NIL NIL NIL "7bit" 10 1 NIL NIL NIL NIL) 5 NIL NIL NIL NIL)'
+        b' "mixed" ("boundary" "b1") NIL NIL NIL)'
+    )
+    structure = parse_bodystructure(parse_data(data)[0])
+    assert structure.plain is not None
+    assert structure.plain.section == "1.1"
+    assert structure.plain.charset == "iso-8859-1"
+    assert structure.plain.encoding == "quoted-printable"
+    assert structure.html is not None
+    assert structure.html.section == "1.2"
+    assert [(a.filename, a.content_type, a.size) for a in structure.attachments] == [
+        ("été.pdf", "application/pdf", 570),
+        ("x.png", "image/png", 57),
+        ("unnamed", "message/rfc822", 300),
+    ]
+    single = parse_bodystructure(
+        parse_data(
+            b'("TEXT" "HTML" ("CHARSET" "utf-8") NIL NIL "8BIT" 9 1 NIL NIL NIL)'
+        )[0]
+    )
+    assert single.text is not None
+    assert single.text.section == "1"
+    assert single.text.subtype == "html"
+    # Garbage yields an empty structure, never an exception.
+    for junk in (b"", b"(((", b'("text"', b")) NIL {99}\r\nab", b'"unterminated'):
+        parse_bodystructure(parse_data(junk)[0] if parse_data(junk) else None)
+
+
+def test_mailbox_names_and_uid_sets() -> None:
+    for name in ("INBOX", "Archivé & co", "日本語/メール", "a&b", "Envoyés"):
+        assert decode_mailbox(encode_mailbox(name)) == name
+    assert encode_mailbox("Envoyés") == "Envoy&AOk-s"
+    assert encode_mailbox("a&b") == "a&-b"
+    assert uid_set([5, 1, 2, 3, 9, 10]) == "1:3,5,9:10"
+    # A folder name cannot smuggle a second command.
+    arg = mailbox_arg('Archive"\r\nA1 DELETE INBOX')
+    assert "\r" not in arg
+    assert "\n" not in arg
+    assert (
+        decode_mailbox(arg[1:-1].replace('\\"', '"')) == 'Archive"\r\nA1 DELETE INBOX'
+    )
+    with pytest.raises(ValueError, match="line breaks"):
+        quote("a\r\nb")
+    assert mailbox_arg('say "hi"') == '"say \\"hi\\""'
+
+
+def test_partial_utf8_text_is_not_garbled() -> None:
+    """A partial fetch may cut a character in two; the rest must stay UTF-8."""
+    data = "Température élevé".encode()[:-1]
+    assert body_text(data, encoding="8bit", charset="utf-8", subtype="plain") == (
+        "Température élev"
+    )
