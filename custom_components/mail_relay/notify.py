@@ -42,6 +42,7 @@ class MailRelayNotifyEntity(MailRelayEntity, NotifyEntity):
         """Mail the message; errors surface as translated HA errors."""
         entry = self.entry
         await async_send_mail(
+            self.hass,
             entry,
             OutgoingMail(
                 sender=entry.runtime_data.email,

@@ -92,7 +92,7 @@ def sender_name(entry: MailRelayConfigEntry) -> str | None:
 
 
 async def async_send_mail(
-    entry: MailRelayConfigEntry, mail: OutgoingMail
+    hass: HomeAssistant, entry: MailRelayConfigEntry, mail: OutgoingMail
 ) -> SendResult:
     """Send through the entry's sender; core errors become HA errors."""
     sender = entry.runtime_data.sender
@@ -117,6 +117,9 @@ async def async_send_mail(
             translation_placeholders={"code": str(err.code), "reply": err.reply},
         ) from err
     except (AuthError, CertificateError, StartTlsUnavailableError) as err:
+        if isinstance(err, AuthError):
+            # The password changed: ask the user for the new one.
+            entry.async_start_reauth(hass)
         key = {
             AuthError: "smtp_auth_failed",
             CertificateError: "smtp_certificate",
@@ -248,7 +251,7 @@ async def _async_send_mail_service(call: ServiceCall) -> ServiceResponse:
         attachments=attachments,
         images=images,
     )
-    result = await async_send_mail(entry, mail)
+    result = await async_send_mail(hass, entry, mail)
     if not call.return_response:
         return None
     response: dict[str, Any] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -119,3 +120,50 @@ async def test_pop3_wrong_password_starts_reauth(
         f["context"]["source"]
         for f in hass.config_entries.flow.async_progress_by_handler(DOMAIN)
     ] == ["reauth"]
+
+
+async def test_outage_backoff_and_password_change(
+    hass: HomeAssistant,
+    own_dovecot: DovecotServer,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    user = own_dovecot.add_user()
+    entry = entry_factory(
+        user,
+        protocol="pop3",
+        server=own_dovecot,
+        smtp_security=None,
+        options={CONF_POLL_INTERVAL: 60},
+    )
+    events = async_capture_events(hass, EVENT_NEW_MAIL)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    registry = er.async_get(hass)
+    connection = registry.async_get_entity_id(
+        "binary_sensor", DOMAIN, f"{entry.entry_id}_connection"
+    )
+    waiting = registry.async_get_entity_id(
+        "sensor", DOMAIN, f"{entry.entry_id}_waiting"
+    )
+    assert hass.states.get(connection).state == "on"
+
+    await hass.async_add_executor_job(own_dovecot.deliver, user, make_message("before"))
+    await hass.async_add_executor_job(own_dovecot.stop)
+    await poll(hass)
+    assert hass.states.get(connection).state == "off"
+    assert hass.states.get(waiting).state == "unavailable"
+
+    # Back up: the retry comes after a short backoff, not a whole interval.
+    await hass.async_add_executor_job(own_dovecot.start)
+    await poll(hass, 2)
+    await wait_for(hass, lambda: hass.states.get(connection).state == "on")
+    assert [e.data["subject"] for e in events] == ["before"]
+
+    # The password changes on the server: the next poll asks the user again.
+    own_dovecot.set_password(user, "a-new-password")
+    await asyncio.sleep(1.1)  # Dovecot checks a passwd-file at most once a second
+    await poll(hass, 120)
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert [f["context"]["source"] for f in flows] == ["reauth"]
+    assert await hass.config_entries.async_unload(entry.entry_id)

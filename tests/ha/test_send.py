@@ -375,3 +375,25 @@ async def test_burst_of_notifications_shares_one_connection(
     assert sender.connected
     await _unload(hass, entry)
     assert not sender.connected
+
+
+async def test_smtp_password_refused_starts_reauth(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    smtp_server: SmtpServer,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    entry = await _setup(hass, entry_factory(mail_user))
+    smtp_server.add_user(mail_user.address, "changed-on-the-server")
+    with pytest.raises(HomeAssistantError) as caught:
+        await hass.services.async_call(
+            NOTIFY_DOMAIN,
+            SERVICE_SEND_MESSAGE,
+            {"entity_id": _notify_entity_id(hass, entry), "message": "x"},
+            blocking=True,
+        )
+    assert caught.value.translation_key == "smtp_auth_failed"
+    await hass.async_block_till_done()
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert [f["context"]["source"] for f in flows] == ["reauth"]
+    await _unload(hass, entry)

@@ -17,7 +17,6 @@ from custom_components.mail_relay.mail.errors import (
 from custom_components.mail_relay.mail.models import Protocol, Security, ServerSettings
 from custom_components.mail_relay.mail.probe import (
     list_folders,
-    parse_list_response,
     test_login,
 )
 from tests.mailserver import DovecotServer, MailUser, SmtpServer
@@ -160,12 +159,16 @@ async def test_smtp_certificate_and_starttls(smtp_server: SmtpServer) -> None:
 
 
 async def test_oauth_only_host_refusal_is_reported_as_oauth() -> None:
-    from custom_components.mail_relay.mail.probe import _auth_error
+    from custom_components.mail_relay.mail.errors import AuthError
+    from custom_components.mail_relay.mail.probe import oauth_hint
 
     settings = ServerSettings(
         "outlook.office365.com", 993, Security.SSL, "a@outlook.com"
     )
-    assert isinstance(_auth_error(settings, "NO"), OAuthRequiredError)
+    assert isinstance(oauth_hint(settings, AuthError("NO")), OAuthRequiredError)
+    other = ServerSettings("imap.free.fr", 993, Security.SSL, "a")
+    refused = AuthError("NO")
+    assert oauth_hint(other, refused) is refused
 
 
 @pytest.mark.usefixtures("trust_test_cert")
@@ -173,21 +176,3 @@ async def test_list_folders(dovecot: DovecotServer, mail_user: MailUser) -> None
     settings = _incoming(dovecot, mail_user, "imap", "ssl")
     folders = await list_folders(settings)
     assert folders[0] == "INBOX"
-
-
-def test_parse_list_response() -> None:
-    lines = [
-        b'(\\HasNoChildren) "." INBOX',
-        b'(\\HasNoChildren \\Sent) "/" "Sent Items"',
-        b'(\\Noselect \\HasChildren) "/" "[Gmail]"',
-        b'(\\HasNoChildren) "/" "A \\"quoted\\" name"',
-        b"(\\HasNoChildren) NIL {5}",
-        b"Notes",
-        b"LIST completed",
-    ]
-    assert parse_list_response(lines) == [
-        "INBOX",
-        "Sent Items",
-        'A "quoted" name',
-        "Notes",
-    ]

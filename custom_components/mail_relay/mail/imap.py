@@ -1405,7 +1405,8 @@ class ImapWatcher:
         self._client = client
         self._settle_mark(uidvalidity, uidnext)
         if self.status.connected is False and self.status.last_error is not None:
-            _LOGGER.info("Connection to %s is back", self.settings.host)
+            # Debug only: the host hears it through on_status and logs it once.
+            _LOGGER.debug("Connection to %s is back", self.settings.host)
         self._set_status(
             connected=True,
             idle=self._push and "IDLE" in client.capabilities,
@@ -1463,7 +1464,7 @@ class ImapWatcher:
             except Exception as err:  # every other failure retries
                 await self._drop()
                 if self.status.connected:
-                    _LOGGER.info("Connection to %s lost: %s", self.settings.host, err)
+                    _LOGGER.debug("Connection to %s lost: %s", self.settings.host, err)
                 if not isinstance(err, MailError):
                     _LOGGER.exception("Unexpected error while watching %s", self.folder)
                 self._set_status(

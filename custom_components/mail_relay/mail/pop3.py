@@ -323,8 +323,15 @@ def _translate(err: BaseException) -> MailError | None:
     if isinstance(err, _ServerError):
         return ProtocolError(f"The POP3 server answered: {err.response}")
     if isinstance(err, poplib.error_proto):
-        # Raised by poplib for an ``-ERR`` greeting ("too many connections").
-        return ConnectError(f"The POP3 server refused the connection: {err}")
+        reply = err.args[0] if err.args else b""
+        text = (
+            reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+        )
+        if text.startswith("-ERR"):
+            # An ``-ERR`` greeting: "too many connections", try again later.
+            return ConnectError(f"The POP3 server refused the connection: {text}")
+        # Not a POP3 greeting at all (an IMAP or SMTP port, say).
+        return ProtocolError(f"Not a POP3 server: {text[:80]}")
     if isinstance(err, OSError):
         return ConnectError(str(err) or type(err).__name__)
     return None

@@ -150,6 +150,8 @@ class SmtpSender:
             self._cancel_idle_timer()
             try:
                 await self._ensure_connected()
+            except _Transient as transient:
+                raise transient.error from transient
             finally:
                 self._arm_idle_timer()
 
