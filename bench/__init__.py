@@ -1,0 +1,1 @@
+"""Benchmarks: Mail Relay beside Home Assistant's own mail integrations."""
