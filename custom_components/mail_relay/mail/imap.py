@@ -51,6 +51,7 @@ from .message import (
     parse_headers,
 )
 from .models import Security, ServerSettings
+from .tls import create_ssl_context
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -570,7 +571,7 @@ class ImapClient:
     def _context(self) -> ssl.SSLContext:
         if self._ssl_context is None:
             # Blocking (reads the trust store); hosts pass a prepared context.
-            self._ssl_context = ssl.create_default_context()
+            self._ssl_context = create_ssl_context(verify=self.settings.verify_tls)
         return self._ssl_context
 
     async def connect(self) -> None:
