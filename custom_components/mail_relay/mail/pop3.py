@@ -398,6 +398,9 @@ class Pop3Poller:
         self._byte_counter = byte_counter
         self._use_top = use_top
         self._lock = asyncio.Lock()
+        # CAPA as the last session saw it before login (None: no CAPA), for
+        # diagnostics such as ``mail-relay check``.
+        self.capabilities: dict[str, list[str]] | None = None
 
     # -- public coroutines ---------------------------------------------
 
@@ -506,6 +509,7 @@ class Pop3Poller:
             raise
         if caps is not None and "TOP" not in caps:
             client.has_top = False
+        self.capabilities = caps
         return client
 
     def _fetch(self, client: _Client, number: int, uidl: str) -> MailEvent:

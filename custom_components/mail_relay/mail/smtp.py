@@ -130,6 +130,12 @@ class SmtpSender:
         """Whether an authenticated connection is open right now."""
         return self._client is not None and self._client.is_connected
 
+    @property
+    def extensions(self) -> dict[str, str]:
+        """ESMTP extensions of the open connection (after STARTTLS), for diagnostics."""
+        client = self._client
+        return dict(client.esmtp_extensions) if client is not None else {}
+
     async def send(self, mail: OutgoingMail) -> SendResult:
         """Build and send one message; raise MessageError/SendError/..."""
         return await self.send_composed(compose(mail))
@@ -151,6 +157,7 @@ class SmtpSender:
             try:
                 await self._ensure_connected()
             except _Transient as transient:
+                # Retries are for sending; a check reports the failure itself.
                 raise transient.error from transient
             finally:
                 self._arm_idle_timer()
