@@ -43,13 +43,9 @@ def test_importing_core_loads_no_homeassistant_module() -> None:
         "bad = [m for m in sys.modules if m.split('.')[0] == 'homeassistant']\n"
         "print(bad); sys.exit(1 if bad else 0)\n"
     )
-    # Import the core without its parent package's __init__ (which is HA code).
-    prelude = (
-        "import sys, types, pathlib\n"
-        "root = pathlib.Path('custom_components/mail_relay')\n"
-        "for name, path in (('custom_components', 'custom_components'), ('custom_components.mail_relay', root)):\n"
-        "    mod = types.ModuleType(name); mod.__path__ = [str(path)]; sys.modules[name] = mod\n"
-    )
+    # The way the mail-relay command imports the core: without the parent
+    # package's __init__ (which is Home Assistant code).
+    prelude = "import mail_relay_cli\nmail_relay_cli._bare_parents()\n"
     result = subprocess.run(
         [sys.executable, "-c", prelude + code],
         cwd=CORE.parent.parent.parent,

@@ -1,6 +1,6 @@
 """The `mail-relay` command, run as a subprocess against the real test servers.
 
-Each test starts ``python -m custom_components.mail_relay.mail.cli`` (what the
+Each test starts ``python -m mail_relay_cli`` (what the
 ``mail-relay`` console script runs) and checks what a user sees: the output,
 the exit code, and the mail that arrived or was printed. The autoconfig/ISPDB
 HTTP server and the DNS server run in the test's event loop, so the commands
@@ -29,7 +29,7 @@ from tests.mailserver.dovecot import make_message
 from tests.mailserver.http import ConfigHttpServer, config_xml
 
 ROOT = Path(__file__).parent.parent.parent
-CLI = (sys.executable, "-m", "custom_components.mail_relay.mail.cli")
+CLI = (sys.executable, "-m", "mail_relay_cli")
 DOMAIN = "mailrelay.test"
 
 

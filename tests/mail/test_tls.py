@@ -23,9 +23,14 @@ def test_unverified_only_on_request() -> None:
     assert create_ssl_context(verify=True) is not ctx
 
 
-def test_trust_source_change_gives_a_new_context(monkeypatch: pytest.MonkeyPatch, mail_cert) -> None:
+def test_trust_source_change_gives_a_new_context(
+    monkeypatch: pytest.MonkeyPatch, mail_cert
+) -> None:
     before = create_ssl_context()
     monkeypatch.setenv("SSL_CERT_FILE", str(mail_cert.cert))
     trusting = create_ssl_context()
     assert trusting is not before
-    assert any(c["subject"] == ((("commonName", "localhost"),),) for c in trusting.get_ca_certs())
+    assert any(
+        c["subject"] == ((("commonName", "localhost"),),)
+        for c in trusting.get_ca_certs()
+    )
