@@ -34,3 +34,36 @@ def test_trust_source_change_gives_a_new_context(
         c["subject"] == ((("commonName", "localhost"),),)
         for c in trusting.get_ca_certs()
     )
+
+
+@pytest.mark.parametrize("security", ["ssl", "starttls"])
+@pytest.mark.usefixtures("trust_test_cert")
+async def test_imap_connection_keeps_a_small_read_buffer_and_still_reads_big_mail(
+    dovecot, mail_user, security: str
+) -> None:
+    from email.message import EmailMessage
+
+    from custom_components.mail_relay.mail.imap import ImapClient
+    from custom_components.mail_relay.mail.models import Security, ServerSettings
+    from custom_components.mail_relay.mail.tls import IDLE_READ_BUFFER
+
+    msg = EmailMessage()
+    msg["Subject"] = "big"
+    msg.set_content("x" * 3_000_000)  # read through the small buffer
+    dovecot.deliver(mail_user, msg.as_bytes())
+    port = dovecot.imaps_port if security == "ssl" else dovecot.imap_port
+    settings = ServerSettings(
+        dovecot.host, port, Security(security), mail_user.username, mail_user.password
+    )
+    client = ImapClient(settings, ssl_context=create_ssl_context())
+    await client.connect()
+    try:
+        tls = client._proto.transport._ssl_protocol
+        assert len(tls._ssl_buffer) == IDLE_READ_BUFFER  # not asyncio's 256 KiB
+        await client.select("INBOX")
+        full = await client.fetch_full(1)
+        assert full["subject"] == "big"
+        assert len(full["text"]) >= 1_000_000
+        assert len(tls._ssl_buffer) == IDLE_READ_BUFFER
+    finally:
+        await client.logout()

@@ -51,7 +51,7 @@ from .message import (
     parse_headers,
 )
 from .models import Security, ServerSettings
-from .tls import create_ssl_context
+from .tls import create_ssl_context, shrink_read_buffer
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -591,12 +591,14 @@ class ImapClient:
         try:
             with self._errors("connect"):
                 async with asyncio.timeout(self.timeout):
-                    await loop.create_connection(
+                    transport, _ = await loop.create_connection(
                         lambda: proto,
                         settings.host,
                         settings.port,
                         ssl=self._context() if implicit else None,
                     )
+                if implicit:
+                    shrink_read_buffer(transport)
                 await self._wait_greeting(proto)
                 if settings.security is Security.STARTTLS:
                     await self._starttls(proto)
@@ -649,6 +651,7 @@ class ImapClient:
             ssl_handshake_timeout=self.timeout,
         )
         proto.transport = transport
+        shrink_read_buffer(transport)
         # Capabilities seen before TLS must be forgotten (RFC 3501 6.2.1).
         async with asyncio.timeout(self.timeout):
             await proto.capability()

@@ -30,3 +30,26 @@ def _shared_context(
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+# TLS records are at most 16 KiB; twice that keeps big downloads efficient.
+IDLE_READ_BUFFER = 32 * 1024
+
+
+def shrink_read_buffer(transport: object, size: int = IDLE_READ_BUFFER) -> bool:
+    """Give an asyncio TLS connection a smaller read buffer; say if it worked.
+
+    CPython's asyncio allocates 256 KiB per TLS connection (``SSLProtocol.max_size``)
+    and keeps it for the connection's life: for a mailbox that idles in IMAP IDLE
+    that is most of its memory. The attributes are private, so anything unexpected
+    leaves the connection as it is.
+    """
+    protocol = getattr(transport, "_ssl_protocol", None)
+    if protocol is None or not isinstance(
+        getattr(protocol, "_ssl_buffer", None), bytearray
+    ):
+        return False
+    protocol.max_size = size  # get_buffer() would grow it back to the class value
+    protocol._ssl_buffer = bytearray(size)
+    protocol._ssl_buffer_view = memoryview(protocol._ssl_buffer)
+    return True
