@@ -71,6 +71,8 @@ def make_certificate(
         .sign(key, hashes.SHA256())
     )
     directory.mkdir(parents=True, exist_ok=True)
+    # Absolute: Dovecot reads relative paths from its own config directory.
+    directory = directory.resolve()
     cert_path = directory / "cert.pem"
     key_path = directory / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

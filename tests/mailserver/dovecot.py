@@ -200,10 +200,15 @@ service auth-worker {{
             for port in self.ports():
                 wait_for_port(port)
         except TimeoutError:
+            stderr = b""
+            if self._process.poll() is not None and self._process.stderr is not None:
+                stderr = self._process.stderr.read()
             self.stop()
             log = self.directory / "dovecot.log"
             detail = log.read_text() if log.exists() else ""
-            raise RuntimeError(f"Dovecot did not start:\n{detail}") from None
+            raise RuntimeError(
+                f"Dovecot did not start:\n{stderr.decode(errors='replace')}{detail}"
+            ) from None
 
     def ports(self) -> list[int]:
         """Return every port this server listens on."""
