@@ -26,7 +26,7 @@ from urllib.parse import quote
 import aiohttp
 
 from .dns import DnsError, DnsResolver
-from .models import Protocol, Security
+from .models import DEFAULT_PORTS, Protocol, Security
 from .providers import (
     Provider,
     ServerPreset,
@@ -198,17 +198,6 @@ _SOCKET_TYPES = {
     "starttls": Security.STARTTLS,
     "plain": Security.NONE,
 }
-_DEFAULT_PORTS = {
-    (Protocol.IMAP, Security.SSL): 993,
-    (Protocol.IMAP, Security.STARTTLS): 143,
-    (Protocol.IMAP, Security.NONE): 143,
-    (Protocol.POP3, Security.SSL): 995,
-    (Protocol.POP3, Security.STARTTLS): 110,
-    (Protocol.POP3, Security.NONE): 110,
-    (Protocol.SMTP, Security.SSL): 465,
-    (Protocol.SMTP, Security.STARTTLS): 587,
-    (Protocol.SMTP, Security.NONE): 587,
-}
 
 
 def _local(tag: object) -> str:
@@ -244,9 +233,9 @@ def _server_from_xml(element: ET.Element, email: str) -> ServerCandidate | None:
     try:
         port = int(_child_text(element, "port"))
     except ValueError:
-        port = _DEFAULT_PORTS[(kind, security)]
+        port = DEFAULT_PORTS[(kind, security)]
     if not 0 < port < 65536:
-        port = _DEFAULT_PORTS[(kind, security)]
+        port = DEFAULT_PORTS[(kind, security)]
     username = _expand(_child_text(element, "username") or "%EMAILADDRESS%", email)
     return ServerCandidate(kind, host, port, security, username.strip())
 

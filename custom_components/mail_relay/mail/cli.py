@@ -76,11 +76,11 @@ from .errors import (
 )
 from .imap import FolderState, ImapClient, ImapWatcher, WatchStatus, quote
 from .message import MailEvent
-from .models import Protocol, Security, ServerSettings
+from .models import DEFAULT_PORTS, Protocol, Security, ServerSettings
 from .pop3 import Pop3Poller, Pop3State, Retention
+from .probe import ssl_context
 from .providers import Provider, find_provider_by_id
 from .smtp import SmtpSender
-from .tls import create_ssl_context
 
 PASSWORD_ENV = "MAIL_RELAY_PASSWORD"  # noqa: S105  # a variable name
 STATE_VERSION = 1
@@ -138,17 +138,6 @@ SOURCE_LABELS = {
     Source.SRV: "DNS SRV records",
     Source.GUESS: "a probe of usual host names",
     Source.MANUAL: "the command line",
-}
-DEFAULT_PORTS = {
-    (Protocol.IMAP, Security.SSL): 993,
-    (Protocol.IMAP, Security.STARTTLS): 143,
-    (Protocol.IMAP, Security.NONE): 143,
-    (Protocol.POP3, Security.SSL): 995,
-    (Protocol.POP3, Security.STARTTLS): 110,
-    (Protocol.POP3, Security.NONE): 110,
-    (Protocol.SMTP, Security.SSL): 465,
-    (Protocol.SMTP, Security.STARTTLS): 587,
-    (Protocol.SMTP, Security.NONE): 587,
 }
 
 
@@ -700,11 +689,6 @@ async def add_password(
     return replace(account, incoming=incoming, smtp=smtp)
 
 
-async def ssl_context_for(settings: ServerSettings) -> Any:  # noqa: ANN401
-    """Build the TLS context off the event loop (it reads the trust store)."""
-    return await asyncio.to_thread(create_ssl_context, verify=settings.verify_tls)
-
-
 def warn_insecure(account: Account) -> None:
     """Say once what --insecure and clear text give away."""
     servers = [s for s in (account.incoming, account.smtp) if s is not None]
@@ -748,7 +732,7 @@ def describe(settings: ServerSettings) -> str:
 async def check_imap(settings: ServerSettings, io_timeout: float) -> list[str]:
     """Log in, list capabilities and folders; return report lines."""
     client = ImapClient(
-        settings, ssl_context=await ssl_context_for(settings), timeout=io_timeout
+        settings, ssl_context=await ssl_context(settings), timeout=io_timeout
     )
     try:
         await client.connect()
@@ -778,7 +762,7 @@ async def check_pop3(settings: ServerSettings, io_timeout: float) -> list[str]:
         settings,
         account=settings.username,
         state=None,
-        ssl_context=await ssl_context_for(settings),
+        ssl_context=await ssl_context(settings),
         timeout=io_timeout,
     )
     await poller.check_login()
@@ -1110,7 +1094,7 @@ class ImapRunner(Runner):
             on_message=self._on_message,
             on_state=self._on_state,
             on_status=self._on_status,
-            ssl_context=await ssl_context_for(self.settings),
+            ssl_context=await ssl_context(self.settings),
             push=self.account.push,
             poll_interval=self.account.poll_interval,
             text_limit=self.account.text_limit,
@@ -1198,7 +1182,7 @@ class Pop3Runner(Runner):
             retention_days=self.account.retention_days,
             text_limit=self.account.text_limit,
             include_headers=self.account.include_headers,
-            ssl_context=await ssl_context_for(self.settings),
+            ssl_context=await ssl_context(self.settings),
             timeout=self._timeout,
         )
         try:

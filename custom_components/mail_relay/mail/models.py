@@ -32,3 +32,17 @@ class ServerSettings:
     username: str
     password: str = field(default="", repr=False)
     verify_tls: bool = True
+
+
+# Well-known ports (seed 002, RFC 8314): used when a source names no port.
+DEFAULT_PORTS: dict[tuple[Protocol, Security], int] = {
+    (Protocol.IMAP, Security.SSL): 993,
+    (Protocol.IMAP, Security.STARTTLS): 143,
+    (Protocol.IMAP, Security.NONE): 143,
+    (Protocol.POP3, Security.SSL): 995,
+    (Protocol.POP3, Security.STARTTLS): 110,
+    (Protocol.POP3, Security.NONE): 110,
+    (Protocol.SMTP, Security.SSL): 465,
+    (Protocol.SMTP, Security.STARTTLS): 587,
+    (Protocol.SMTP, Security.NONE): 587,
+}
