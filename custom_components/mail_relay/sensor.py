@@ -59,14 +59,12 @@ SENSORS = {
         key="unread",
         translation_key="unread",
         state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement="messages",
         value_fn=lambda c: c.unread,
     ),
     Protocol.POP3: MailSensorDescription(
         key="waiting",
         translation_key="waiting",
         state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement="messages",
         value_fn=lambda c: c.unread,
     ),
 }

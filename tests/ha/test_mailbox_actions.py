@@ -70,13 +70,18 @@ async def test_fetch_mark_seen_move_delete(
         {"config_entry_id": entry.entry_id, "uid": [uids[0]]},
         blocking=True,
     )
-    client = imap(dovecot, mail_user, mail_cert)
-    client.create("Archives")
-    client.select("INBOX", readonly=True)
-    assert client.uid("SEARCH", "UNSEEN")[1][0].split() == [
-        str(u).encode() for u in uids[1:]
-    ]
-    client.logout()
+
+    def unseen_after_creating_archives() -> list[bytes]:
+        client = imap(dovecot, mail_user, mail_cert)
+        client.create("Archives")
+        client.select("INBOX", readonly=True)
+        unseen: list[bytes] = client.uid("SEARCH", "UNSEEN")[1][0].split()
+        client.logout()
+        return unseen
+
+    # A second client checks the server, off the event loop.
+    unseen = await hass.async_add_executor_job(unseen_after_creating_archives)
+    assert unseen == [str(u).encode() for u in uids[1:]]
 
     await hass.services.async_call(
         DOMAIN,
@@ -94,11 +99,18 @@ async def test_fetch_mark_seen_move_delete(
         {"config_entry_id": entry.entry_id, "uid": [uids[2]]},
         blocking=True,
     )
-    client = imap(dovecot, mail_user, mail_cert)
-    assert client.select("Archives", readonly=True)[1] == [b"1"]
-    client.select("INBOX", readonly=True)
-    assert client.uid("SEARCH", "ALL")[1][0].split() == [str(uids[0]).encode()]
-    client.logout()
+
+    def archives_count_and_inbox_uids() -> tuple[list[bytes], list[bytes]]:
+        client = imap(dovecot, mail_user, mail_cert)
+        archived = client.select("Archives", readonly=True)[1]
+        client.select("INBOX", readonly=True)
+        inbox: list[bytes] = client.uid("SEARCH", "ALL")[1][0].split()
+        client.logout()
+        return archived, inbox
+
+    archived, inbox = await hass.async_add_executor_job(archives_count_and_inbox_uids)
+    assert archived == [b"1"]
+    assert inbox == [str(uids[0]).encode()]
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
