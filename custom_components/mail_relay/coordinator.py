@@ -64,7 +64,9 @@ if TYPE_CHECKING:
     from .data import MailRelayConfigEntry
 
 STORAGE_VERSION = 1
-STORE_SAVE_DELAY = 1.0
+# Written on the next loop turn: a burst coalesces into a few writes, and the
+# window in which a crash could repeat an event stays a few milliseconds wide.
+STORE_SAVE_DELAY = 0.0
 POP3_BACKOFF_MAX = 300.0
 
 # Errors that retrying cannot fix: the user must act (new password, settings).
