@@ -74,11 +74,11 @@ from .errors import (
     StartTlsUnavailableError,
     TlsError,
 )
-from .imap import FolderState, ImapClient, ImapWatcher, WatchStatus, quote
+from .imap import FolderState, ImapWatcher, WatchStatus, quote
 from .message import MailEvent
 from .models import DEFAULT_PORTS, Protocol, Security, ServerSettings
 from .pop3 import Pop3Poller, Pop3State, Retention
-from .probe import ssl_context
+from .probe import imap_login, pop3_login, smtp_login, ssl_context
 from .providers import Provider, find_provider_by_id
 from .smtp import SmtpSender
 
@@ -731,11 +731,8 @@ def describe(settings: ServerSettings) -> str:
 
 async def check_imap(settings: ServerSettings, io_timeout: float) -> list[str]:
     """Log in, list capabilities and folders; return report lines."""
-    client = ImapClient(
-        settings, ssl_context=await ssl_context(settings), timeout=io_timeout
-    )
+    client = await imap_login(settings, io_timeout)
     try:
-        await client.connect()
         caps = sorted(client.capabilities)
         folders = await client.list_folders()
         await client.select("INBOX", readonly=True)
@@ -758,15 +755,7 @@ async def check_imap(settings: ServerSettings, io_timeout: float) -> list[str]:
 
 async def check_pop3(settings: ServerSettings, io_timeout: float) -> list[str]:
     """Log in once; return report lines with the capabilities."""
-    poller = Pop3Poller(
-        settings,
-        account=settings.username,
-        state=None,
-        ssl_context=await ssl_context(settings),
-        timeout=io_timeout,
-    )
-    await poller.check_login()
-    caps = poller.capabilities
+    caps = (await pop3_login(settings, io_timeout)).capabilities
     if caps is None:
         return ["  capabilities: (the server does not answer CAPA)"]
     names = sorted(" ".join([k, *v]) for k, v in caps.items())
@@ -778,12 +767,7 @@ async def check_pop3(settings: ServerSettings, io_timeout: float) -> list[str]:
 
 async def check_smtp(settings: ServerSettings, io_timeout: float) -> list[str]:
     """Connect, secure and log in; return report lines with the extensions."""
-    sender = SmtpSender(settings, timeout=io_timeout, attempts=1)
-    try:
-        await sender.check()
-        extensions = sender.extensions
-    finally:
-        await sender.close()
+    extensions = await smtp_login(settings, io_timeout)
     names = sorted(
         (f"{k.upper()} {v}".strip() for k, v in extensions.items()), key=str.lower
     )

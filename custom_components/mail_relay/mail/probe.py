@@ -46,7 +46,8 @@ async def ssl_context(settings: ServerSettings) -> ssl.SSLContext | None:
     )
 
 
-async def _imap_client(settings: ServerSettings, io_timeout: float) -> ImapClient:
+async def imap_login(settings: ServerSettings, io_timeout: float) -> ImapClient:
+    """Return a logged-in IMAP client; the caller logs it out."""
     client = ImapClient(
         settings, ssl_context=await ssl_context(settings), timeout=io_timeout
     )
@@ -58,26 +59,38 @@ async def _imap_client(settings: ServerSettings, io_timeout: float) -> ImapClien
     return client
 
 
+async def pop3_login(settings: ServerSettings, io_timeout: float) -> Pop3Poller:
+    """Log in and out once; return the poller, which keeps the CAPA it saw."""
+    poller = Pop3Poller(
+        settings,
+        account=settings.username,
+        state=None,
+        ssl_context=await ssl_context(settings),
+        timeout=io_timeout,
+    )
+    await poller.check_login()
+    return poller
+
+
+async def smtp_login(settings: ServerSettings, io_timeout: float) -> dict[str, str]:
+    """Connect, secure, log in and quit; return the server's ESMTP extensions."""
+    sender = SmtpSender(settings, timeout=io_timeout, attempts=1)
+    try:
+        await sender.check()
+        return sender.extensions
+    finally:
+        await sender.close()
+
+
 async def _login(
     settings: ServerSettings, protocol: Protocol, io_timeout: float
 ) -> None:
     if protocol is Protocol.IMAP:
-        await (await _imap_client(settings, io_timeout)).logout()
+        await (await imap_login(settings, io_timeout)).logout()
     elif protocol is Protocol.POP3:
-        poller = Pop3Poller(
-            settings,
-            account=settings.username,
-            state=None,
-            ssl_context=await ssl_context(settings),
-            timeout=io_timeout,
-        )
-        await poller.check_login()
+        await pop3_login(settings, io_timeout)
     else:
-        sender = SmtpSender(settings, timeout=io_timeout, attempts=1)
-        try:
-            await sender.check()
-        finally:
-            await sender.close()
+        await smtp_login(settings, io_timeout)
 
 
 async def test_login(
@@ -100,7 +113,7 @@ async def list_folders(
     settings: ServerSettings, *, io_timeout: float = DEFAULT_TIMEOUT
 ) -> list[str]:
     """Log in and return the IMAP folders, INBOX first."""
-    client = await _imap_client(settings, io_timeout)
+    client = await imap_login(settings, io_timeout)
     try:
         folders = await client.list_folders()
     finally:
