@@ -153,3 +153,48 @@ def test_invalid_addresses_refused(address: str) -> None:
 def test_no_recipient_refused() -> None:
     with pytest.raises(MessageError, match="no recipient"):
         compose(OutgoingMail(sender="a@example.fr", subject="x"))
+
+
+def test_repeated_messages_keep_their_own_names_and_errors() -> None:
+    """Parsed addresses are reused between messages; nothing leaks from one to the next."""
+    first, second = (
+        _parse(
+            compose(
+                OutgoingMail(
+                    sender="alerte@maison.fr",
+                    sender_name=name,
+                    to=["Élodie <elodie@example.fr>", "bob@example.fr"],
+                    subject=subject,
+                    text="x",
+                )
+            ).as_bytes()
+        )
+        for name, subject in (("Maison", "un"), ("Garage", "deux"))
+    )
+    assert first["From"].addresses[0].display_name == "Maison"
+    assert second["From"].addresses[0].display_name == "Garage"
+    assert first["Subject"] == "un"
+    assert second["Subject"] == "deux"
+    assert [a.addr_spec for a in second["To"].addresses] == [
+        "elodie@example.fr",
+        "bob@example.fr",
+    ]
+    assert first["Message-ID"] != second["Message-ID"]
+    for _ in range(2):  # an invalid address is refused every time, not once
+        with pytest.raises(MessageError, match="not a valid email address"):
+            compose(OutgoingMail(sender="alerte@maison.fr", to=["nope"], text="x"))
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        ("lea@société.fr", "lea@xn--socit-esab.fr"),
+        ("Zoë <zoe@bücher.example>", "zoe@xn--bcher-kva.example"),
+    ],
+)
+def test_internationalised_domains_use_their_ascii_form(given: str, sent: str) -> None:
+    composed = compose(OutgoingMail(sender="a@maison.fr", to=[given], text="x"))
+    assert composed.recipients == (sent,)
+    data = composed.as_bytes()
+    data.decode("ascii")
+    assert _parse(data)["To"].addresses[0].addr_spec == sent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Callable
 from email.message import EmailMessage
 from pathlib import Path
@@ -76,6 +77,11 @@ async def make_sender(
     yield make
     for sender in senders:
         await sender.close()
+
+
+def unique(name: str) -> str:
+    """An address no other test uses (the server and its log live all session)."""
+    return f"{name}-{secrets.token_hex(3)}@example.org"
 
 
 def only_message(server: SmtpServer, address: str) -> EmailMessage:
@@ -418,3 +424,55 @@ async def test_close_leaves_no_timer(
     await sender.close()
     assert sender._idle_handle is None
     assert not sender.connected
+
+
+@pytest.mark.usefixtures("trust_test_cert")
+async def test_some_recipients_refused(
+    make_sender: SenderFactory, smtp_server: SmtpServer, mail_user: MailUser
+) -> None:
+    """The others get the message once; the refused ones come back with the reply."""
+    here, gone = unique("here"), unique("gone")
+    smtp_server.refused_rcpts[gone] = "550 5.1.1 No such user"
+    result = await make_sender(Security.STARTTLS).send(
+        OutgoingMail(sender=mail_user.address, to=[here, gone], text="x")
+    )
+    assert result.accepted == (here,)
+    assert result.refused == {gone: (550, "5.1.1 No such user")}
+    assert len(smtp_server.received_by(here)) == 1
+    assert smtp_server.received_by(gone) == []
+
+
+@pytest.mark.usefixtures("trust_test_cert")
+async def test_every_recipient_refused_is_permanent_and_the_connection_survives(
+    make_sender: SenderFactory, smtp_server: SmtpServer, mail_user: MailUser
+) -> None:
+    gone, kept = unique("gone"), unique("kept")
+    smtp_server.refused_rcpts[gone] = "550 5.1.1 No such user"
+    sender = make_sender(Security.STARTTLS)
+    with pytest.raises(SendError) as caught:
+        await sender.send(OutgoingMail(sender=mail_user.address, to=[gone], text="x"))
+    assert caught.value.code == 550
+    assert caught.value.permanent
+    assert "No such user" in caught.value.reply
+    # The kept connection is still in step with the server: the next message
+    # goes over it.
+    await sender.send(OutgoingMail(sender=mail_user.address, to=[kept], text="y"))
+    assert len(smtp_server.received_by(kept)) == 1
+    assert sender.connections_opened == 1
+
+
+@pytest.mark.usefixtures("trust_test_cert")
+async def test_internationalised_domain_goes_out_in_ascii(
+    make_sender: SenderFactory, smtp_server: SmtpServer, mail_user: MailUser
+) -> None:
+    """société.fr travels as xn--socit-esab.fr: a valid header, no SMTPUTF8 needed."""
+    token = secrets.token_hex(3)
+    await make_sender(Security.STARTTLS).send(
+        OutgoingMail(
+            sender=mail_user.address, to=[f"Léa <lea-{token}@société.fr>"], text="x"
+        )
+    )
+    ascii_form = f"lea-{token}@xn--socit-esab.fr"
+    msg = only_message(smtp_server, ascii_form)
+    assert msg["To"].addresses[0].addr_spec == ascii_form
+    assert msg["To"].addresses[0].display_name == "Léa"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import smtplib
 import ssl
 import threading
@@ -23,6 +24,10 @@ MODES = ("starttls", "ssl", "plain")
 # The implicit-TLS listener is TLS from the first byte; aiosmtpd cannot tell and
 # warns about AUTH without STARTTLS on every connection.
 warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
+# aiosmtpd itself sets the deprecated attribute on every login, and says so.
+logging.getLogger("mail.log").addFilter(
+    lambda record: "login_data is deprecated" not in record.getMessage()
+)
 
 
 @dataclass
@@ -64,6 +69,21 @@ class _Handler:
     server: SmtpServer
     mode: str
 
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        refusal = self.server.refused_rcpts.get(address)
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
     async def handle_DATA(
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
@@ -92,7 +112,8 @@ class SmtpServer:
 
     ``replies`` is a queue of canned DATA replies ("550 ...", "421 ..."); ``None``
     entries mean "accept normally". ``relay`` is called for every accepted message
-    (the fixtures hand it to Dovecot's LMTP).
+    (the fixtures hand it to Dovecot's LMTP). ``refused_rcpts`` maps a recipient
+    to the reply its RCPT gets.
     """
 
     def __init__(
@@ -110,6 +131,7 @@ class SmtpServer:
         # Connections accepted per mode (includes aiosmtpd's own readiness probe).
         self.sessions: dict[str, int] = dict.fromkeys(MODES, 0)
         self.relay: Callable[[ReceivedMessage], None] | None = None
+        self.refused_rcpts: dict[str, str] = {}
         self.lock = threading.Lock()
         self._controllers: list[Controller] = []
 

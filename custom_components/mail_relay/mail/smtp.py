@@ -80,6 +80,12 @@ def _map_connect_error(err: BaseException, where: str) -> MailError:
     if tls is not None:
         return TlsError(f"{where}: TLS handshake failed: {tls}")
     if isinstance(err, aiosmtplib.SMTPAuthenticationError):
+        if err.code < 500:
+            # 454 "temporary authentication failure" is the server's trouble:
+            # retry later, do not ask the user for a new password.
+            return ConnectError(
+                f"{where}: login failed for now: {err.code} {err.message}"
+            )
         return AuthError(f"{where}: authentication refused: {err.code} {err.message}")
     if isinstance(err, TimeoutError):
         return MailTimeoutError(f"{where}: timed out")
@@ -214,6 +220,12 @@ class SmtpSender:
         except aiosmtplib.SMTPNotSupported as err:
             raise MessageError(str(err)) from err
         except aiosmtplib.SMTPResponseException as err:
+            if err.code < 200:
+                # aiosmtplib's code for a reply it could not parse.
+                await self._disconnect(polite=False)
+                raise ProtocolError(
+                    f"garbled reply from the server: {err.message}"
+                ) from err
             # A 4xx (421 "closing" included) drops the connection in the retry
             # loop, so the next attempt starts on a fresh one.
             error = SendError(err.code, err.message, permanent=err.code >= 500)

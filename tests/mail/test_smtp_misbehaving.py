@@ -1,0 +1,199 @@
+"""The SMTP sender against servers that misbehave in ways aiosmtpd cannot.
+
+A scripted server (a real TCP listener on 127.0.0.1 answering from a table)
+plays an old HELO-only server, a temporary AUTH failure, a STARTTLS reply with
+data smuggled behind it, a garbled reply and a server that hangs up on MAIL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from custom_components.mail_relay.mail.compose import OutgoingMail
+from custom_components.mail_relay.mail.errors import (
+    AuthError,
+    ConnectError,
+    ProtocolError,
+)
+from custom_components.mail_relay.mail.models import Security, ServerSettings
+from custom_components.mail_relay.mail.smtp import SmtpSender
+
+HANG_UP = "<hang up>"
+
+
+class ScriptedServer:
+    """Answers each command by its verb; a list is used up one reply at a time.
+
+    A reply ending in HANG_UP is sent, then the connection is closed.
+    """
+
+    def __init__(self, script: dict[str, str | list[str]]) -> None:
+        self.script = script
+        self.commands: list[str] = []
+        self.messages: list[str] = []
+        self.sessions = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> ScriptedServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:  # kept connections too
+            writer.close()
+        await self._server.wait_closed()
+
+    def _reply(self, verb: str) -> str:
+        answer = self.script.get(verb, "250 OK")
+        if isinstance(answer, list):
+            return answer.pop(0) if len(answer) > 1 else answer[0]
+        return answer
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.sessions += 1
+        self._writers.append(writer)
+        with contextlib.suppress(ConnectionError):
+            writer.write(b"220 scripted ESMTP\r\n")
+            while (
+                line := (await reader.readline())
+                .decode(errors="replace")
+                .rstrip("\r\n")
+            ):
+                self.commands.append(line)
+                verb = line.split(" ", 1)[0].upper()
+                answer = self._reply(verb)
+                hang_up = answer.endswith(HANG_UP)
+                answer = answer.removesuffix(HANG_UP)
+                if answer:
+                    writer.write(answer.encode() + b"\r\n")
+                    await writer.drain()
+                if hang_up:
+                    break
+                if verb == "DATA" and answer.startswith("354"):
+                    body = []
+                    while (data := await reader.readline()) not in (b".\r\n", b""):
+                        body.append(data.decode())
+                    self.messages.append("".join(body))
+                    writer.write(self._reply(".").encode() + b"\r\n")
+                if verb == "QUIT":
+                    break
+        writer.close()
+
+
+@pytest.fixture
+async def senders() -> AsyncIterator[list[SmtpSender]]:
+    made: list[SmtpSender] = []
+    yield made
+    for sender in made:
+        await sender.close()
+
+
+def sender_for(
+    made: list[SmtpSender],
+    server: ScriptedServer,
+    security: Security = Security.NONE,
+    username: str = "",
+    **kwargs: float,
+) -> SmtpSender:
+    settings = ServerSettings(
+        host="127.0.0.1",
+        port=server.port,
+        security=security,
+        username=username,
+        password="secret" if username else "",
+    )
+    sender = SmtpSender(settings, timeout=5, backoff=0.01, **kwargs)  # type: ignore[arg-type]
+    made.append(sender)
+    return sender
+
+
+MAIL = OutgoingMail(sender="me@example.org", to=["you@example.org"], text="hello")
+
+
+async def test_helo_only_server(senders: list[SmtpSender]) -> None:
+    """A server that does not know EHLO still gets the mail, one command at a time."""
+    async with ScriptedServer(
+        {
+            "EHLO": "502 5.5.1 EHLO not implemented",
+            "HELO": "250 hello",
+            "DATA": "354 go",
+        }
+    ) as server:
+        result = await sender_for(senders, server).send(MAIL)
+    assert result.accepted == ("you@example.org",)
+    verbs = [c.split(" ")[0] for c in server.commands]
+    assert verbs[:5] == ["EHLO", "HELO", "MAIL", "RCPT", "DATA"]
+    assert server.commands[2] == "MAIL FROM:<me@example.org>"  # no SIZE: no EHLO
+    assert "hello" in server.messages[0]
+
+
+async def test_temporary_auth_failure_is_not_a_wrong_password(
+    senders: list[SmtpSender],
+) -> None:
+    """454 is the server's problem: no AuthError (which would ask for a new password)."""
+    async with ScriptedServer(
+        {
+            "EHLO": "250-scripted\r\n250 AUTH PLAIN LOGIN",
+            "AUTH": "454 4.7.0 Temporary authentication failure",
+        }
+    ) as server:
+        sender = sender_for(senders, server, username="me@example.org", attempts=2)
+        with pytest.raises(ConnectError, match="454") as caught:
+            await sender.send(MAIL)
+    assert not isinstance(caught.value, AuthError)
+    assert server.sessions == 2  # retried once, as a transient failure
+    assert not any(c.startswith("MAIL") for c in server.commands)
+
+
+async def test_data_smuggled_behind_the_starttls_reply_is_refused(
+    senders: list[SmtpSender],
+) -> None:
+    """Lines sent before the TLS handshake must never count as TLS-protected."""
+    async with ScriptedServer(
+        {
+            "EHLO": "250-scripted\r\n250-STARTTLS\r\n250 AUTH PLAIN",
+            # This server cannot do TLS: it hangs up after its reply.
+            "STARTTLS": "220 go ahead\r\n250 AUTH PLAIN INJECTED" + HANG_UP,
+        }
+    ) as server:
+        sender = sender_for(
+            senders, server, Security.STARTTLS, username="me@example.org"
+        )
+        with pytest.raises(ConnectError):
+            await sender.send(MAIL)
+    assert not any(c.startswith(("AUTH", "MAIL")) for c in server.commands)
+
+
+async def test_garbled_reply_is_a_protocol_error(senders: list[SmtpSender]) -> None:
+    async with ScriptedServer({"MAIL": "hello, I am not SMTP"}) as server:
+        with pytest.raises(ProtocolError, match="garbled"):
+            await sender_for(senders, server).send(MAIL)
+    assert server.messages == []
+
+
+async def test_refusal_then_hang_up_while_pipelining_is_retried(
+    senders: list[SmtpSender],
+) -> None:
+    """421 to a pipelined MAIL, then the socket closes: a fresh connection delivers it."""
+    async with ScriptedServer(
+        {
+            "EHLO": "250-scripted\r\n250 PIPELINING",
+            "MAIL": ["421 4.7.0 Too busy, closing" + HANG_UP, "250 OK"],
+            "DATA": "354 go",
+        }
+    ) as server:
+        result = await sender_for(senders, server).send(MAIL)
+    assert result.accepted == ("you@example.org",)
+    assert server.sessions == 2
+    assert len(server.messages) == 1
