@@ -19,10 +19,13 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.mail_relay.const import (
     CONF_RECIPIENTS,
     CONF_SENDER_NAME,
+    CONF_SMTP_PORT,
     DOMAIN,
 )
+from custom_components.mail_relay.mail import smtp as smtp_module
 from custom_components.mail_relay.services import MAX_ATTACHMENT_BYTES
 from tests.mailserver import DovecotServer, MailUser, SmtpServer
+from tests.mailserver.scripted import ScriptedServer
 
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -446,3 +449,41 @@ async def test_copy_saved_in_sent_folder(
     assert b"\\Seen" in flags
     assert b"Subject: Alarme" in headers
     await _unload(hass, entry)
+
+
+async def test_temporary_login_failure_does_not_ask_for_a_new_password(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    """454 at AUTH: a clear error after the retries, and no reauth prompt."""
+    async with ScriptedServer(
+        {
+            "EHLO": "250-scripted\r\n250 AUTH PLAIN LOGIN",
+            "AUTH": "454 4.7.0 Temporary authentication failure",
+        }
+    ) as server:
+        base = entry_factory(mail_user, smtp_security="none")
+        entry = MockConfigEntry(
+            domain=DOMAIN,
+            title=base.title,
+            data={**base.data, CONF_SMTP_PORT: server.port},
+            unique_id=base.unique_id,
+        )
+        await _setup(hass, entry)
+        sender = entry.runtime_data.sender
+        assert sender is not None
+        sender.backoff = 0.01
+        with pytest.raises(HomeAssistantError) as caught:
+            await hass.services.async_call(
+                NOTIFY_DOMAIN,
+                SERVICE_SEND_MESSAGE,
+                {"entity_id": _notify_entity_id(hass, entry), "message": "x"},
+                blocking=True,
+            )
+        assert caught.value.translation_key == "smtp_connect_failed"
+        assert "454" in str(caught.value)
+        await hass.async_block_till_done()
+        assert hass.config_entries.flow.async_progress_by_handler(DOMAIN) == []
+        assert server.sessions == smtp_module.DEFAULT_ATTEMPTS
+        await _unload(hass, entry)

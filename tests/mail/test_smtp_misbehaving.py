@@ -7,8 +7,6 @@ data smuggled behind it, a garbled reply and a server that hangs up on MAIL.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -21,74 +19,7 @@ from custom_components.mail_relay.mail.errors import (
 )
 from custom_components.mail_relay.mail.models import Security, ServerSettings
 from custom_components.mail_relay.mail.smtp import SmtpSender
-
-HANG_UP = "<hang up>"
-
-
-class ScriptedServer:
-    """Answers each command by its verb; a list is used up one reply at a time.
-
-    A reply ending in HANG_UP is sent, then the connection is closed.
-    """
-
-    def __init__(self, script: dict[str, str | list[str]]) -> None:
-        self.script = script
-        self.commands: list[str] = []
-        self.messages: list[str] = []
-        self.sessions = 0
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def __aenter__(self) -> ScriptedServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:  # kept connections too
-            writer.close()
-        await self._server.wait_closed()
-
-    def _reply(self, verb: str) -> str:
-        answer = self.script.get(verb, "250 OK")
-        if isinstance(answer, list):
-            return answer.pop(0) if len(answer) > 1 else answer[0]
-        return answer
-
-    async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        self.sessions += 1
-        self._writers.append(writer)
-        with contextlib.suppress(ConnectionError):
-            writer.write(b"220 scripted ESMTP\r\n")
-            while (
-                line := (await reader.readline())
-                .decode(errors="replace")
-                .rstrip("\r\n")
-            ):
-                self.commands.append(line)
-                verb = line.split(" ", 1)[0].upper()
-                answer = self._reply(verb)
-                hang_up = answer.endswith(HANG_UP)
-                answer = answer.removesuffix(HANG_UP)
-                if answer:
-                    writer.write(answer.encode() + b"\r\n")
-                    await writer.drain()
-                if hang_up:
-                    break
-                if verb == "DATA" and answer.startswith("354"):
-                    body = []
-                    while (data := await reader.readline()) not in (b".\r\n", b""):
-                        body.append(data.decode())
-                    self.messages.append("".join(body))
-                    writer.write(self._reply(".").encode() + b"\r\n")
-                if verb == "QUIT":
-                    break
-        writer.close()
+from tests.mailserver.scripted import HANG_UP, ScriptedServer
 
 
 @pytest.fixture
