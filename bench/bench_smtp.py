@@ -112,6 +112,10 @@ async def bench_smtp(
             "seconds": round(elapsed[side], 3),
             "messages_per_s": round(NOTIFICATIONS / elapsed[side], 1),
             "tcp_connections": len(new),
+            # Each TCP handshake plus each wait for the server's answer.
+            "round_trips_per_message": round(
+                (len(new) + sum(c["turns"] for c in new)) / NOTIFICATIONS, 2
+            ),
             "bytes_sent": stats["c2s"] - baseline[side]["c2s"],
             "bytes_read": stats["s2c"] - baseline[side]["s2c"],
             "completion_s": [round(t, 4) for t in completions[side]],

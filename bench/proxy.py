@@ -8,7 +8,8 @@ Routes are added at run time over a small JSON-lines control connection:
 ``{"cmd": "add", "label": "...", "host": "127.0.0.1", "port": 993}`` answers
 ``{"port": <listening port>}``; ``{"cmd": "stats", "label": "..."}`` answers the
 per-connection counters (bytes server->client ``s2c`` and client->server ``c2s``,
-open/close times and the time of the last byte from the server).
+open/close times, the time of the last byte from the server, and ``turns``: how
+often the server answered after the client spoke, i.e. round trips).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class Conn:
     closed: float | None = None
     last_s2c: float | None = None
     last_c2s: float | None = None
+    # Times the server spoke after the client had: the round trips the client
+    # waited for (the TCP handshake not included).
+    turns: int = 0
+    last_dir: str = ""
 
 
 @dataclass
@@ -60,6 +65,9 @@ async def _pump(
     try:
         while data := await reader.read(CHUNK):
             now = time.time()
+            if to_client and conn.last_dir == "c2s":
+                conn.turns += 1
+            conn.last_dir = "s2c" if to_client else "c2s"
             if to_client:
                 conn.s2c += len(data)
                 conn.last_s2c = now

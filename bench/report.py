@@ -325,6 +325,7 @@ def markdown(data: dict[str, Any], charts: list[str]) -> str:
             ("accepted by the server", "accepted", ""),
             ("errors raised", "errors_raised", ""),
             ("TCP connections", "tcp_connections", ""),
+            ("round trips per message", "round_trips_per_message", ""),
             ("bytes sent", "bytes_sent", "bytes"),
         ],
         "core `smtp`",
