@@ -43,6 +43,20 @@ async def _setup(hass: HomeAssistant, entry: MockConfigEntry) -> MockConfigEntry
     return entry
 
 
+async def _notify_fails(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> HomeAssistantError:
+    """Send a notification that must fail; return the error the user sees."""
+    with pytest.raises(HomeAssistantError) as caught:
+        await hass.services.async_call(
+            NOTIFY_DOMAIN,
+            SERVICE_SEND_MESSAGE,
+            {"entity_id": _notify_entity_id(hass, entry), "message": "x"},
+            blocking=True,
+        )
+    return caught.value
+
+
 def _notify_entity_id(hass: HomeAssistant, entry: MockConfigEntry) -> str:
     entity_id = er.async_get(hass).async_get_entity_id(
         NOTIFY_DOMAIN, DOMAIN, f"{entry.entry_id}_notify"
@@ -334,14 +348,8 @@ async def test_untrusted_certificate_error(
     # The mailbox connected while the test CA was trusted; the SMTP sender
     # builds its TLS context at its first send, now without it.
     monkeypatch.delenv("SSL_CERT_FILE")
-    with pytest.raises(HomeAssistantError) as caught:
-        await hass.services.async_call(
-            NOTIFY_DOMAIN,
-            SERVICE_SEND_MESSAGE,
-            {"entity_id": _notify_entity_id(hass, entry), "message": "x"},
-            blocking=True,
-        )
-    assert caught.value.translation_key == "smtp_certificate"
+    error = await _notify_fails(hass, entry)
+    assert error.translation_key == "smtp_certificate"
     await _unload(hass, entry)
 
 
@@ -388,14 +396,8 @@ async def test_smtp_password_refused_starts_reauth(
 ) -> None:
     entry = await _setup(hass, entry_factory(mail_user))
     smtp_server.add_user(mail_user.address, "changed-on-the-server")
-    with pytest.raises(HomeAssistantError) as caught:
-        await hass.services.async_call(
-            NOTIFY_DOMAIN,
-            SERVICE_SEND_MESSAGE,
-            {"entity_id": _notify_entity_id(hass, entry), "message": "x"},
-            blocking=True,
-        )
-    assert caught.value.translation_key == "smtp_auth_failed"
+    error = await _notify_fails(hass, entry)
+    assert error.translation_key == "smtp_auth_failed"
     await hass.async_block_till_done()
     flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
     assert [f["context"]["source"] for f in flows] == ["reauth"]
@@ -474,15 +476,9 @@ async def test_temporary_login_failure_does_not_ask_for_a_new_password(
         sender = entry.runtime_data.sender
         assert sender is not None
         sender.backoff = 0.01
-        with pytest.raises(HomeAssistantError) as caught:
-            await hass.services.async_call(
-                NOTIFY_DOMAIN,
-                SERVICE_SEND_MESSAGE,
-                {"entity_id": _notify_entity_id(hass, entry), "message": "x"},
-                blocking=True,
-            )
-        assert caught.value.translation_key == "smtp_connect_failed"
-        assert "454" in str(caught.value)
+        error = await _notify_fails(hass, entry)
+        assert error.translation_key == "smtp_connect_failed"
+        assert "454" in str(error)
         await hass.async_block_till_done()
         assert hass.config_entries.flow.async_progress_by_handler(DOMAIN) == []
         assert server.sessions == smtp_module.DEFAULT_ATTEMPTS
