@@ -476,3 +476,18 @@ async def test_internationalised_domain_goes_out_in_ascii(
     msg = only_message(smtp_server, ascii_form)
     assert msg["To"].addresses[0].addr_spec == ascii_form
     assert msg["To"].addresses[0].display_name == "Léa"
+
+
+@pytest.mark.usefixtures("trust_test_cert")
+async def test_no_idle_time_means_one_connection_per_message(
+    make_sender: SenderFactory, smtp_server: SmtpServer, mail_user: MailUser
+) -> None:
+    sender = make_sender(Security.STARTTLS, idle_timeout=0)
+    before = smtp_server.sessions["starttls"]
+    for _ in range(2):
+        await sender.send(
+            OutgoingMail(sender=mail_user.address, to=[unique("once")], text="x")
+        )
+        assert not sender.connected
+    await sender.close()
+    assert smtp_server.sessions["starttls"] - before == 2

@@ -128,3 +128,28 @@ async def test_refusal_then_hang_up_while_pipelining_is_retried(
     assert result.accepted == ("you@example.org",)
     assert server.sessions == 2
     assert len(server.messages) == 1
+
+
+async def test_kept_connection_found_dead_costs_no_retry(
+    senders: list[SmtpSender],
+) -> None:
+    """The server dropped our idle connection: reconnect at once, even with one attempt."""
+    async with ScriptedServer(
+        {"MAIL": ["250 OK", HANG_UP, "250 OK"], "DATA": "354 go"}
+    ) as server:
+        sender = sender_for(senders, server, attempts=1, idle_timeout=30)
+        await sender.send(MAIL)
+        await sender.send(MAIL)
+    assert server.sessions == 2
+    assert len(server.messages) == 2
+
+
+async def test_credentials_for_a_server_without_auth(
+    senders: list[SmtpSender],
+) -> None:
+    """A username is set but the server offers no AUTH: say so, send nothing."""
+    async with ScriptedServer({"EHLO": "250-scripted\r\n250 SIZE 1000000"}) as server:
+        sender = sender_for(senders, server, username="me@example.org")
+        with pytest.raises(AuthError, match="does not offer AUTH"):
+            await sender.send(MAIL)
+    assert not any(c.startswith(("AUTH", "MAIL")) for c in server.commands)
