@@ -49,6 +49,7 @@ class Route:
     label: str
     host: str
     port: int
+    delay: float = 0.0  # seconds added to each direction (a long link)
     conns: list[Conn] = field(default_factory=list)
     server: asyncio.Server | None = None
 
@@ -56,30 +57,62 @@ class Route:
 _ids = itertools.count(1)
 
 
+def _count(conn: Conn, data: bytes, to_client: bool) -> None:
+    now = time.time()
+    if to_client and conn.last_dir == "c2s":
+        conn.turns += 1
+    conn.last_dir = "s2c" if to_client else "c2s"
+    if to_client:
+        conn.s2c += len(data)
+        conn.last_s2c = now
+    else:
+        conn.c2s += len(data)
+        conn.last_c2s = now
+
+
 async def _pump(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     conn: Conn,
     to_client: bool,
+    delay: float,
 ) -> None:
-    try:
-        while data := await reader.read(CHUNK):
-            now = time.time()
-            if to_client and conn.last_dir == "c2s":
-                conn.turns += 1
-            conn.last_dir = "s2c" if to_client else "c2s"
-            if to_client:
-                conn.s2c += len(data)
-                conn.last_s2c = now
-            else:
-                conn.c2s += len(data)
-                conn.last_c2s = now
+    """Relay one direction; with a delay, each chunk leaves ``delay`` after it came.
+
+    The delayed chunks go through a queue in arrival order, so the link adds
+    latency without limiting bandwidth or reordering anything.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+    async def deliver() -> None:
+        while True:
+            due, data = await queue.get()
+            if data == b"":
+                break
+            await asyncio.sleep(max(0.0, due - loop.time()))
             writer.write(data)
             await writer.drain()
+
+    sender = loop.create_task(deliver()) if delay > 0 else None
+    try:
+        while data := await reader.read(CHUNK):
+            _count(conn, data, to_client)
+            if sender is not None:
+                queue.put_nowait((loop.time() + delay, data))
+            else:
+                writer.write(data)
+                await writer.drain()
+        if sender is not None:
+            queue.put_nowait((0.0, b""))
+            await sender
         if writer.can_write_eof():
             writer.write_eof()
     except (ConnectionError, OSError):
         pass
+    finally:
+        if sender is not None and not sender.done():
+            sender.cancel()
 
 
 async def _relay(
@@ -87,6 +120,11 @@ async def _relay(
 ) -> None:
     conn = Conn(next(_ids), time.time())
     route.conns.append(conn)
+    if route.delay:
+        # Over a real link the server's greeting comes two round trips after
+        # connect() (SYN, SYN-ACK, ACK, then the greeting); locally it would
+        # come at once. The greeting's own trip adds the last ``delay``.
+        await asyncio.sleep(3 * route.delay)
     try:
         s_reader, s_writer = await asyncio.open_connection(route.host, route.port)
     except OSError:
@@ -95,8 +133,8 @@ async def _relay(
         return
     try:
         await asyncio.gather(
-            _pump(c_reader, s_writer, conn, to_client=False),
-            _pump(s_reader, c_writer, conn, to_client=True),
+            _pump(c_reader, s_writer, conn, False, route.delay),
+            _pump(s_reader, c_writer, conn, True, route.delay),
         )
     finally:
         conn.closed = time.time()
@@ -110,12 +148,12 @@ class Proxy:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
 
-    async def add(self, label: str, host: str, port: int) -> int:
+    async def add(self, label: str, host: str, port: int, delay: float = 0.0) -> int:
         if label in self.routes:
             route = self.routes[label]
             assert route.server is not None
             return int(route.server.sockets[0].getsockname()[1])
-        route = Route(label, host, port)
+        route = Route(label, host, port, delay)
 
         async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
             await _relay(route, r, w)
@@ -141,7 +179,12 @@ class Proxy:
                 req = json.loads(line)
                 if req["cmd"] == "add":
                     reply: dict[str, Any] = {
-                        "port": await self.add(req["label"], req["host"], req["port"])
+                        "port": await self.add(
+                            req["label"],
+                            req["host"],
+                            req["port"],
+                            req.get("delay_ms", 0) / 1000,
+                        )
                     }
                 elif req["cmd"] == "stats":
                     reply = self.stats(req["label"])
@@ -181,10 +224,19 @@ class ProxyControl:
             await writer.wait_closed()
         return reply
 
-    async def add(self, label: str, host: str, port: int) -> int:
-        """Relay a new local port to host:port; return the local port."""
+    async def add(self, label: str, host: str, port: int, delay_ms: float = 0) -> int:
+        """Relay a new local port to host:port; return the local port.
+
+        ``delay_ms`` is added to each direction: a link with twice that round trip.
+        """
         reply = await self._ask(
-            {"cmd": "add", "label": label, "host": host, "port": port}
+            {
+                "cmd": "add",
+                "label": label,
+                "host": host,
+                "port": port,
+                "delay_ms": delay_ms,
+            }
         )
         return int(reply["port"])
 

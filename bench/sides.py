@@ -48,10 +48,14 @@ async def mail_relay_entry(
     *,
     protocol: str = "imap",
     smtp: tuple[str, int] | None = None,
+    smtp_delay_ms: float = 0,
     options: dict[str, Any] | None = None,
     setup: bool = True,
 ) -> MockConfigEntry:
-    """Add (and by default set up) a Mail Relay entry whose traffic is counted."""
+    """Add (and by default set up) a Mail Relay entry whose traffic is counted.
+
+    ``smtp_delay_ms`` puts the SMTP server behind a link with that one-way delay.
+    """
     upstream = server.imaps_port if protocol == "imap" else server.pop3s_port
     port = await proxy.add(f"{label}:{protocol}", server.host, upstream)
     data: dict[str, Any] = {
@@ -66,7 +70,7 @@ async def mail_relay_entry(
         mr.CONF_VERIFY_SSL: True,
     }
     if smtp is not None:
-        smtp_port = await proxy.add(f"{label}:smtp", smtp[0], smtp[1])
+        smtp_port = await proxy.add(f"{label}:smtp", smtp[0], smtp[1], smtp_delay_ms)
         data |= {
             mr.CONF_SMTP_HOST: "127.0.0.1",
             mr.CONF_SMTP_PORT: smtp_port,
@@ -132,38 +136,39 @@ async def core_imap_entry(
 async def core_smtp_notify(
     hass: HomeAssistant,
     proxy: ProxyControl,
-    label: str,
     smtp: tuple[str, int],
     user: MailUser,
     recipient: str,
-    name: str = "core_smtp",
-) -> str:
-    """Set up Home Assistant's ``smtp`` notify platform; return its service name."""
-    port = await proxy.add(f"{label}:smtp", smtp[0], smtp[1])
-    assert await async_setup_component(
-        hass,
-        "notify",
-        {
-            "notify": [
-                {
-                    "platform": "smtp",
-                    "name": name,
-                    "server": "127.0.0.1",
-                    "port": port,
-                    "encryption": "starttls",
-                    "username": user.address,
-                    CONF_PASSWORD: user.password,
-                    "sender": user.address,
-                    "recipient": recipient,
-                    "verify_ssl": False,
-                    "timeout": 15,
-                }
-            ]
-        },
-    )
+    routes: dict[str, tuple[str, float]],
+) -> None:
+    """Set up Home Assistant's ``smtp`` notify services, one per route.
+
+    ``routes`` maps a service name to (proxy label, one-way delay in ms). All go
+    in one YAML setup: once an entity platform has loaded the notify
+    integration, its YAML configuration is no longer read.
+    """
+    platforms = []
+    for name, (label, delay_ms) in routes.items():
+        port = await proxy.add(f"{label}:smtp", smtp[0], smtp[1], delay_ms)
+        platforms.append(
+            {
+                "platform": "smtp",
+                "name": name,
+                "server": "127.0.0.1",
+                "port": port,
+                "encryption": "starttls",
+                "username": user.address,
+                CONF_PASSWORD: user.password,
+                "sender": user.address,
+                "recipient": recipient,
+                "verify_ssl": False,
+                "timeout": 15,
+            }
+        )
+    assert await async_setup_component(hass, "notify", {"notify": platforms})
     await hass.async_block_till_done()
-    assert hass.services.has_service("notify", name)
-    return name
+    for name in routes:
+        assert hass.services.has_service("notify", name)
 
 
 def notify_entity_of(hass: HomeAssistant, entry: MockConfigEntry) -> str | None:
