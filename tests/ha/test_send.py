@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from homeassistant.components.notify import DOMAIN as NOTIFY_DOMAIN
@@ -54,6 +55,17 @@ async def _notify_fails(
             {"entity_id": _notify_entity_id(hass, entry), "message": "x"},
             blocking=True,
         )
+    return caught.value
+
+
+async def _send_mail_fails(
+    hass: HomeAssistant,
+    data: dict[str, Any],
+    expected: type[HomeAssistantError] = ServiceValidationError,
+) -> HomeAssistantError:
+    """Call ``mail_relay.send_mail`` expecting ``expected``; return the error."""
+    with pytest.raises(expected) as caught:
+        await hass.services.async_call(DOMAIN, "send_mail", data, blocking=True)
     return caught.value
 
 
@@ -162,14 +174,11 @@ async def test_no_notify_entity_without_smtp(
         )
         is None
     )
-    with pytest.raises(ServiceValidationError) as caught:
-        await hass.services.async_call(
-            DOMAIN,
-            "send_mail",
-            {"config_entry_id": entry.entry_id, "to": ["a@example.org"], "text": "x"},
-            blocking=True,
-        )
-    assert caught.value.translation_key == "smtp_not_configured"
+    error = await _send_mail_fails(
+        hass,
+        {"config_entry_id": entry.entry_id, "to": ["a@example.org"], "text": "x"},
+    )
+    assert error.translation_key == "smtp_not_configured"
     await _unload(hass, entry)
 
 
@@ -245,33 +254,28 @@ async def test_send_mail_file_errors(
         "attachments_too_large": {"attachments": [str(big)]},
     }
     for key, extra in cases.items():
-        with pytest.raises(ServiceValidationError) as caught:
-            await hass.services.async_call(
-                DOMAIN,
-                "send_mail",
-                {
-                    "config_entry_id": entry.entry_id,
-                    "to": [f"{key}@example.org"],
-                    "text": "x",
-                    **extra,
-                },
-                blocking=True,
-            )
-        assert caught.value.translation_key == key
-        assert caught.value.translation_domain == DOMAIN
-        assert smtp_server.received_by(f"{key}@example.org") == []
-    # The translated message names the offending path.
-    with pytest.raises(ServiceValidationError, match="allowlist_external_dirs"):
-        await hass.services.async_call(
-            DOMAIN,
-            "send_mail",
+        error = await _send_mail_fails(
+            hass,
             {
                 "config_entry_id": entry.entry_id,
-                "to": ["x@example.org"],
-                "images": [str(outside)],
+                "to": [f"{key}@example.org"],
+                "text": "x",
+                **extra,
             },
-            blocking=True,
         )
+        assert error.translation_key == key
+        assert error.translation_domain == DOMAIN
+        assert smtp_server.received_by(f"{key}@example.org") == []
+    # The translated message names the offending path.
+    error = await _send_mail_fails(
+        hass,
+        {
+            "config_entry_id": entry.entry_id,
+            "to": ["x@example.org"],
+            "images": [str(outside)],
+        },
+    )
+    assert "allowlist_external_dirs" in str(error)
     await _unload(hass, entry)
 
 
@@ -287,24 +291,18 @@ async def test_send_mail_invalid_input(
         {"to": ["not an address"]},
         {"to": ["ok@example.org"], "reply_to": ["x@example.org\nBcc: y@example.org"]},
     ):
-        with pytest.raises(ServiceValidationError) as caught:
-            await hass.services.async_call(
-                DOMAIN,
-                "send_mail",
-                {"config_entry_id": entry.entry_id, "text": "x", **data},
-                blocking=True,
-            )
-        assert caught.value.translation_key == "invalid_message"
+        error = await _send_mail_fails(
+            hass,
+            {"config_entry_id": entry.entry_id, "text": "x", **data},
+        )
+        assert error.translation_key == "invalid_message"
     assert smtp_server.received_by("victim@example.org") == []
     assert smtp_server.received_by("spam@example.org") == []
-    with pytest.raises(ServiceValidationError) as caught:
-        await hass.services.async_call(
-            DOMAIN,
-            "send_mail",
-            {"config_entry_id": "nope", "to": ["a@example.org"]},
-            blocking=True,
-        )
-    assert caught.value.translation_key == "entry_not_found"
+    error = await _send_mail_fails(
+        hass,
+        {"config_entry_id": "nope", "to": ["a@example.org"]},
+    )
+    assert error.translation_key == "entry_not_found"
     await _unload(hass, entry)
 
 
@@ -316,24 +314,22 @@ async def test_server_refusal_is_a_home_assistant_error(
 ) -> None:
     entry = await _setup(hass, entry_factory(mail_user))
     smtp_server.replies.append("550 5.7.1 Rejected")
-    with pytest.raises(HomeAssistantError) as caught:
-        await hass.services.async_call(
-            DOMAIN,
-            "send_mail",
-            {
-                "config_entry_id": entry.entry_id,
-                "to": ["refused@example.org"],
-                "text": "x",
-            },
-            blocking=True,
-        )
-    assert not isinstance(caught.value, ServiceValidationError)
-    assert caught.value.translation_key == "send_refused"
-    assert caught.value.translation_placeholders == {
+    error = await _send_mail_fails(
+        hass,
+        {
+            "config_entry_id": entry.entry_id,
+            "to": ["refused@example.org"],
+            "text": "x",
+        },
+        HomeAssistantError,
+    )
+    assert not isinstance(error, ServiceValidationError)
+    assert error.translation_key == "send_refused"
+    assert error.translation_placeholders == {
         "code": "550",
         "reply": "5.7.1 Rejected",
     }
-    assert "5.7.1 Rejected" in str(caught.value)
+    assert "5.7.1 Rejected" in str(error)
     assert smtp_server.received_by("refused@example.org") == []
     await _unload(hass, entry)
 
