@@ -257,34 +257,25 @@ def compose(mail: OutgoingMail) -> ComposedMail:
         text = html_to_text(mail.html)
     text = text or ""
     msg.set_content(text, cte=_cte(text))
+    # Images sit next to the HTML that references them (multipart/related);
+    # with no HTML they are shown inline after the text.
+    add_image = msg.add_attachment
     if mail.html is not None:
         msg.add_alternative(mail.html, subtype="html", cte=_cte(mail.html))
         html_part = list(msg.iter_parts())[-1]
         assert isinstance(html_part, EmailMessage)
-        for image in mail.images:
-            name = _filename(image, "image file name")
-            maintype, subtype = _mime_type(image)
-            html_part.add_related(
-                image.content,
-                maintype,
-                subtype,
-                cid=f"<{name}>",
-                disposition="inline",
-                filename=name,
-            )
-    else:
-        # No HTML to reference them from: show them inline after the text.
-        for image in mail.images:
-            name = _filename(image, "image file name")
-            maintype, subtype = _mime_type(image)
-            msg.add_attachment(
-                image.content,
-                maintype,
-                subtype,
-                disposition="inline",
-                filename=name,
-                cid=f"<{name}>",
-            )
+        add_image = html_part.add_related
+    for image in mail.images:
+        name = _filename(image, "image file name")
+        maintype, subtype = _mime_type(image)
+        add_image(
+            image.content,
+            maintype,
+            subtype,
+            cid=f"<{name}>",
+            disposition="inline",
+            filename=name,
+        )
     for item in mail.attachments:
         name = _filename(item, "attachment file name")
         maintype, subtype = _mime_type(item)
