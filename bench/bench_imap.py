@@ -11,6 +11,7 @@ import random
 import secrets
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeassistant.core import Event, HomeAssistant
@@ -74,6 +75,57 @@ def _available(side: str) -> bool:
     return side == "peer" or mail_relay_has("imap")
 
 
+async def _each_side[T](
+    result: dict[str, Any], run: Callable[[str], Awaitable[T]]
+) -> dict[str, T]:
+    """Run ``run(side)`` for each side; a side that cannot run says why in ``result``."""
+    done: dict[str, T] = {}
+    for side in SIDES:
+        if not _available(side):
+            result[side] = dict(NOT_AVAILABLE)
+            continue
+        try:
+            done[side] = await run(side)
+        except Exception as exc:
+            result[side] = _error(exc)
+    return done
+
+
+async def _start_floor(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_cert: TestCertificate,
+    proxy: ProxyControl,
+    label: str,
+    user: MailUser,
+    on_exists: Callable[[int, float], None],
+) -> IdleFloor:
+    """A bare IDLE client on ``user``'s INBOX, through the proxy as ``label``."""
+    floor = IdleFloor(on_exists)
+    port = await proxy.add(label, dovecot.host, dovecot.imaps_port)
+    context = await hass.async_add_executor_job(mail_cert.client_context)
+    await floor.start("127.0.0.1", port, user, context)
+    return floor
+
+
+async def _side_logs(
+    sides: dict[str, Any],
+    hass: HomeAssistant,
+    proxy: ProxyControl,
+    scenario: str,
+    dovecot: DovecotServer,
+    user: MailUser,
+) -> dict[str, EventLog]:
+    """Set up every side on ``user``'s mailbox; return each one's event log."""
+    entries = await _each_side(
+        sides,
+        lambda side: _setup_side(
+            side, hass, proxy, f"{scenario}:{side}", dovecot, user
+        ),
+    )
+    return {side: log for side, (_, log) in entries.items()}
+
+
 async def bench_push_latency(
     hass: HomeAssistant,
     dovecot: DovecotServer,
@@ -90,23 +142,11 @@ async def bench_push_latency(
         for index in range(count):
             floor_seen.setdefault(index, when)
 
-    floor = IdleFloor(on_exists)
-    floor_port = await proxy.add("push:floor", dovecot.host, dovecot.imaps_port)
-    context = await hass.async_add_executor_job(mail_cert.client_context)
-    await floor.start("127.0.0.1", floor_port, user, context)
-
+    floor = await _start_floor(
+        hass, dovecot, mail_cert, proxy, "push:floor", user, on_exists
+    )
     sides: dict[str, Any] = {}
-    logs: dict[str, EventLog] = {}
-    for side in SIDES:
-        if not _available(side):
-            sides[side] = dict(NOT_AVAILABLE)
-            continue
-        try:
-            _, logs[side] = await _setup_side(
-                side, hass, proxy, f"push:{side}", dovecot, user
-            )
-        except Exception as exc:
-            sides[side] = _error(exc)
+    logs = await _side_logs(sides, hass, proxy, "push", dovecot, user)
     await asyncio.sleep(2)  # every client reaches IDLE
 
     rng = random.Random(20250423)
@@ -196,23 +236,17 @@ async def bench_burst(
     user = dovecot.add_user()
     token = secrets.token_hex(3)
     floor_seen: list[tuple[int, float]] = []
-    floor = IdleFloor(lambda n, t: floor_seen.append((n, t)))
-    floor_port = await proxy.add("burst:floor", dovecot.host, dovecot.imaps_port)
-    context = await hass.async_add_executor_job(mail_cert.client_context)
-    await floor.start("127.0.0.1", floor_port, user, context)
-
+    floor = await _start_floor(
+        hass,
+        dovecot,
+        mail_cert,
+        proxy,
+        "burst:floor",
+        user,
+        lambda n, t: floor_seen.append((n, t)),
+    )
     sides: dict[str, Any] = {}
-    logs: dict[str, EventLog] = {}
-    for side in SIDES:
-        if not _available(side):
-            sides[side] = dict(NOT_AVAILABLE)
-            continue
-        try:
-            _, logs[side] = await _setup_side(
-                side, hass, proxy, f"burst:{side}", dovecot, user
-            )
-        except Exception as exc:
-            sides[side] = _error(exc)
+    logs = await _side_logs(sides, hass, proxy, "burst", dovecot, user)
     await asyncio.sleep(2)
 
     subjects = [f"burst {i:03d} {token}" for i in range(BURST_MESSAGES)]
@@ -280,14 +314,9 @@ async def bench_large_message(
 ) -> None:
     """One 20 MB message with attachments; each side alone on its own mailbox."""
     result: dict[str, Any] = {}
-    for side in SIDES:
-        if not _available(side):
-            result[side] = dict(NOT_AVAILABLE)
-            continue
-        try:
-            result[side] = await _large_one(hass, dovecot, proxy, side)
-        except Exception as exc:
-            result[side] = _error(exc)
+    result |= await _each_side(
+        result, lambda side: _large_one(hass, dovecot, proxy, side)
+    )
     result["peer"]["name"] = PEER_NAME
     record("large_message", result)
 
@@ -356,14 +385,9 @@ async def bench_big_mailbox(
     assert exists == BIG_MAILBOX, exists
 
     result: dict[str, Any] = {"messages_in_folder": exists}
-    for side in SIDES:
-        if not _available(side):
-            result[side] = dict(NOT_AVAILABLE)
-            continue
-        try:
-            result[side] = await _big_one(hass, dovecot, proxy, side, user)
-        except Exception as exc:
-            result[side] = _error(exc)
+    result |= await _each_side(
+        result, lambda side: _big_one(hass, dovecot, proxy, side, user)
+    )
     result["peer"]["name"] = PEER_NAME
     record("big_mailbox", result)
 
