@@ -171,7 +171,10 @@ def test_smtp_submission_requires_starttls_before_auth(
     smtp_server: SmtpServer, mail_user: MailUser
 ) -> None:
     with smtplib.SMTP(
-        smtp_server.host, smtp_server.starttls_port, timeout=10
+        smtp_server.host,
+        smtp_server.starttls_port,
+        local_hostname="localhost",
+        timeout=10,
     ) as client:
         client.ehlo()
         assert client.has_extn("starttls")

@@ -399,7 +399,9 @@ service auth-worker {{
         """Deliver messages through LMTP, as a real MTA would, in one session."""
         if isinstance(messages, bytes):
             messages = [messages]
-        with smtplib.LMTP(self.host, self.lmtp_port, timeout=30) as lmtp:
+        with smtplib.LMTP(
+            self.host, self.lmtp_port, local_hostname="localhost", timeout=30
+        ) as lmtp:
             for message in messages:
                 lmtp.sendmail(sender, [user.address], message)
 
@@ -409,7 +411,9 @@ service auth-worker {{
             rcpt for rcpt in message.rcpt_tos if (self._users_dir / rcpt).is_file()
         ]
         if recipients:
-            with smtplib.LMTP(self.host, self.lmtp_port, timeout=30) as lmtp:
+            with smtplib.LMTP(
+                self.host, self.lmtp_port, local_hostname="localhost", timeout=30
+            ) as lmtp:
                 lmtp.sendmail(message.mail_from, recipients, message.data)
 
     def fill_maildir(self, user: MailUser, count: int, subject: str = "Bulk") -> None:
