@@ -46,7 +46,9 @@ def deliver_each(
 ) -> list[float]:
     """One LMTP session, one message per recipient; acceptance times."""
     accepted = []
-    with smtplib.LMTP(server.host, server.lmtp_port, timeout=60) as lmtp:
+    with smtplib.LMTP(
+        server.host, server.lmtp_port, local_hostname="localhost", timeout=60
+    ) as lmtp:
         for user, message in items:
             lmtp.sendmail("sender@example.org", [user.address], message)
             accepted.append(time.time())

@@ -47,7 +47,9 @@ def deliver_timed(
 ) -> list[float]:
     """Deliver through LMTP in one session; return when each was accepted (time.time)."""
     accepted: list[float] = []
-    with smtplib.LMTP(server.host, server.lmtp_port, timeout=120) as lmtp:
+    with smtplib.LMTP(
+        server.host, server.lmtp_port, local_hostname="localhost", timeout=120
+    ) as lmtp:
         for message in messages:
             lmtp.sendmail("sender@example.org", [user.address], message)
             accepted.append(time.time())

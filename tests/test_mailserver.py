@@ -4,14 +4,64 @@ from __future__ import annotations
 
 import imaplib
 import poplib
+import re
+import shutil
 import smtplib
+import subprocess
 import time
 
 import pytest
 
 from tests.mailserver import DovecotServer, MailUser, SmtpServer, TestCertificate
-from tests.mailserver.dovecot import make_message
+from tests.mailserver.dovecot import DOVECOT, make_message
 from tests.mailserver.smtp import smtp_send
+
+# Settings only one generation of Dovecot knows (2.4 renamed these).
+ONLY_23 = {"mail_location", "disable_plaintext_auth", "ssl_cert", "ssl_key", "args"}
+ONLY_24 = {
+    "dovecot_config_version",
+    "dovecot_storage_version",
+    "mail_driver",
+    "mail_path",
+    "auth_allow_cleartext",
+    "ssl_server_cert_file",
+    "passwd_file_path",
+}
+
+
+def test_dovecot_config_written_for_the_running_version(
+    dovecot: DovecotServer,
+) -> None:
+    installed = subprocess.run(
+        [DOVECOT, "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    assert installed.split()[0] == dovecot.version
+    log = (dovecot.directory / "dovecot.log").read_text()
+    assert f"Dovecot v{dovecot.version} " in log
+    config = (dovecot.directory / "dovecot.conf").read_text()
+    names = set(re.findall(r"^\s*(\w+)\s*=", config, re.MULTILINE))
+    if dovecot.version_info >= (2, 4):
+        assert config.lstrip().startswith(
+            f"dovecot_config_version = {dovecot.version}\n"
+        )
+        assert names >= ONLY_24
+        assert not names & ONLY_23
+        # No one-letter variables (%u, %08Xu) left: 2.4 only knows %{name}.
+        assert not re.search(r"%[0-9A-Za-z]", config)
+    else:
+        assert names >= ONLY_23
+        assert not names & ONLY_24
+        assert "%{" not in config
+    # Dovecot warns on stderr about obsolete or unknown settings.
+    doveconf = shutil.which("doveconf") or "/usr/bin/doveconf"
+    checked = subprocess.run(
+        [doveconf, "-n", "-c", str(dovecot.directory / "dovecot.conf")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0
+    assert checked.stderr == ""
 
 
 def test_imaps_login(
@@ -121,7 +171,10 @@ def test_smtp_submission_requires_starttls_before_auth(
     smtp_server: SmtpServer, mail_user: MailUser
 ) -> None:
     with smtplib.SMTP(
-        smtp_server.host, smtp_server.starttls_port, timeout=10
+        smtp_server.host,
+        smtp_server.starttls_port,
+        local_hostname="localhost",
+        timeout=10,
     ) as client:
         client.ehlo()
         assert client.has_extn("starttls")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import grp
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -23,6 +25,73 @@ from .smtp import ReceivedMessage
 
 DOMAIN = "mailrelay.test"
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
+
+
+@functools.cache
+def dovecot_version() -> str:
+    """Return the installed Dovecot's version number, e.g. ``2.3.19.1``."""
+    out = subprocess.run(
+        [DOVECOT, "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    found = re.match(r"\d+(?:\.\d+)*", out.strip())
+    if found is None:
+        raise RuntimeError(f"cannot read the Dovecot version from {out!r}")
+    return found.group()
+
+
+@dataclass(frozen=True)
+class _Syntax:
+    """How one Dovecot generation spells the settings 2.4 renamed.
+
+    Everything else in the configuration reads the same in 2.3 and 2.4.
+    """
+
+    user: str  # the login, as a variable
+    cleartext: str  # allow plaintext logins without TLS
+    mail: str  # maildir in ~/Maildir
+    uidl: str  # UID and UIDVALIDITY as 8 lower-case hex digits each
+    ssl_file: str  # a PEM file setting, from name (cert, key, dh) and path
+    users: str  # passdb and userdb, from files, uid, gid and home
+
+
+_SYNTAX_23 = _Syntax(
+    user="%u",
+    cleartext="disable_plaintext_auth = no",
+    mail="mail_location = maildir:~/Maildir",
+    uidl="%08Xu%08Xv",
+    ssl_file="ssl_{name} = <{path}",
+    users="""passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {files}
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%u {files}
+  default_fields = uid={uid} gid={gid} home={home}
+}}""",
+)
+
+_SYNTAX_24 = _Syntax(
+    user="%{user}",
+    cleartext="auth_allow_cleartext = yes",
+    mail="mail_driver = maildir\nmail_path = ~/Maildir",
+    uidl="%{uid | hex(8)}%{uidvalidity | hex(8)}",
+    ssl_file="ssl_server_{name}_file = {path}",
+    users="""passdb users {{
+  driver = passwd-file
+  passwd_file_path = {files}
+  default_password_scheme = PLAIN
+}}
+userdb users {{
+  driver = passwd-file
+  passwd_file_path = {files}
+  fields {{
+    uid = {uid}
+    gid = {gid}
+    home = {home}
+  }}
+}}""",
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +128,9 @@ class DovecotServer:
 
     With ``tls=False`` the server offers neither STARTTLS/STLS nor the implicit-TLS
     ports, which is how tests prove that a STARTTLS account fails closed.
+
+    The configuration is written in the syntax of the Dovecot found, 2.3 or 2.4
+    (``version``); both behave the same.
     """
 
     def __init__(
@@ -75,6 +147,11 @@ class DovecotServer:
         root (pytest's tmp dirs are private to root); ``cleanup()`` removes it.
         """
         self.directory = Path(tempfile.mkdtemp(prefix="mailrelay-dovecot-"))
+        # 2.4 changed the configuration syntax; write the one this Dovecot reads.
+        self.version = dovecot_version()
+        self.version_info: tuple[int, ...] = tuple(
+            int(part) for part in self.version.split(".")
+        )
         self.cert = cert
         self.tls = tls
         self.host = "127.0.0.1"
@@ -112,16 +189,36 @@ class DovecotServer:
         else:
             login_user = internal_user = me.pw_name
         d = self.directory
+        new = self.version_info >= (2, 4)
+        syntax = _SYNTAX_24 if new else _SYNTAX_23
+        user = syntax.user
         dh = Path("/usr/share/dovecot/dh.pem")
         if self.tls:
-            ssl_lines = (
-                f"ssl = yes\nssl_cert = <{self.cert.cert}\nssl_key = <{self.cert.key}\n"
+            ssl_lines = "ssl = yes\n" + "".join(
+                syntax.ssl_file.format(name=name, path=path) + "\n"
+                for name, path in (
+                    ("cert", self.cert.cert),
+                    ("key", self.cert.key),
+                    *((("dh", dh),) if dh.exists() else ()),
+                )
             )
-            if dh.exists():
-                ssl_lines += f"ssl_dh = <{dh}\n"
         else:
             ssl_lines = "ssl = no\n"
-        return f"""
+        # 2.4 wants the first setting to name the version the file was written
+        # for, and the oldest one that must read the mail files: this one.
+        header = (
+            f"dovecot_config_version = {self.version}\n"
+            f"dovecot_storage_version = {self.version}\n"
+            if new
+            else ""
+        )
+        users = syntax.users.format(
+            files=f"{self._users_dir}/{user}",
+            uid=self._mail_uid,
+            gid=self._mail_gid,
+            home=f"{d}/home/{user}",
+        )
+        return f"""{header}
 base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
@@ -134,20 +231,12 @@ stats_writer_socket_path =
 first_valid_uid = 1
 first_valid_gid = 1
 {ssl_lines}
-disable_plaintext_auth = no
+{syntax.cleartext}
 auth_mechanisms = plain login
-mail_location = maildir:~/Maildir
+{syntax.mail}
 mail_fsync = never
-pop3_uidl_format = %08Xu%08Xv
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {self._users_dir}/%u
-}}
-userdb {{
-  driver = passwd-file
-  args = username_format=%u {self._users_dir}/%u
-  default_fields = uid={self._mail_uid} gid={self._mail_gid} home={d}/home/%u
-}}
+pop3_uidl_format = {syntax.uidl}
+{users}
 mail_privileged_group = {group}
 service imap-login {{
   inet_listener imap {{
@@ -310,7 +399,9 @@ service auth-worker {{
         """Deliver messages through LMTP, as a real MTA would, in one session."""
         if isinstance(messages, bytes):
             messages = [messages]
-        with smtplib.LMTP(self.host, self.lmtp_port, timeout=30) as lmtp:
+        with smtplib.LMTP(
+            self.host, self.lmtp_port, local_hostname="localhost", timeout=30
+        ) as lmtp:
             for message in messages:
                 lmtp.sendmail(sender, [user.address], message)
 
@@ -320,7 +411,9 @@ service auth-worker {{
             rcpt for rcpt in message.rcpt_tos if (self._users_dir / rcpt).is_file()
         ]
         if recipients:
-            with smtplib.LMTP(self.host, self.lmtp_port, timeout=30) as lmtp:
+            with smtplib.LMTP(
+                self.host, self.lmtp_port, local_hostname="localhost", timeout=30
+            ) as lmtp:
                 lmtp.sendmail(message.mail_from, recipients, message.data)
 
     def fill_maildir(self, user: MailUser, count: int, subject: str = "Bulk") -> None:

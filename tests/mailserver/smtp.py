@@ -228,9 +228,11 @@ def smtp_send(
     port = server.ports[mode]
     client: smtplib.SMTP
     if mode == "ssl":
-        client = smtplib.SMTP_SSL(server.host, port, context=ctx, timeout=10)
+        client = smtplib.SMTP_SSL(
+            server.host, port, local_hostname="localhost", context=ctx, timeout=10
+        )
     else:
-        client = smtplib.SMTP(server.host, port, timeout=10)
+        client = smtplib.SMTP(server.host, port, local_hostname="localhost", timeout=10)
         if mode == "starttls":
             client.starttls(context=ctx)
     with client:
