@@ -9,6 +9,7 @@ onboarding API, as the frontend's own onboarding pages do.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -44,11 +45,7 @@ homeassistant:
   elevation: 35
 
 frontend:
-
-http:
-  server_host: 127.0.0.1
-  server_port: {port}
-
+{http}
 # Mail Relay asks this ISP database instead of Mozilla's (README, Setup).
 mail_relay:
   ispdb_url: {ispdb_url}
@@ -68,6 +65,31 @@ ONBOARDING_STORE = {
     "key": "onboarding",
     "data": {"done": ["core_config"]},
 }
+
+
+# Since 2026.10 the HTTP settings live in storage and YAML's `http:` is migrated
+# once, as a trial the frontend asks the owner to confirm; older releases read
+# only the YAML.
+HTTP_IN_STORAGE = importlib.util.find_spec("homeassistant.components.http.config")
+
+
+def http_settings(port: int) -> tuple[str, dict[str, Any] | None]:
+    """Return the YAML `http:` block and the `.storage/http` store for ``port``."""
+    if HTTP_IN_STORAGE is None:
+        return f"http:\n  server_host: 127.0.0.1\n  server_port: {port}\n", None
+    from homeassistant.components.http.config import (  # noqa: PLC0415
+        HTTP_STORAGE_SCHEMA,
+    )
+
+    # Home Assistant's own schema fills in every other setting's default.
+    settings = HTTP_STORAGE_SCHEMA({"server_host": ["127.0.0.1"], "server_port": port})
+    store = {
+        "version": 2,
+        "minor_version": 2,
+        "key": "http",
+        "data": {"stable": settings, "pending": None, "yaml_migration_done": True},
+    }
+    return "", store
 
 
 def child_environment(**extra: str) -> dict[str, str]:
@@ -158,10 +180,13 @@ class HomeAssistantProcess:
         """Write configuration.yaml and the pre-marked onboarding step."""
         storage = self.config_dir / ".storage"
         storage.mkdir(parents=True, exist_ok=True)
+        http_yaml, http_store = http_settings(self.port)
         (self.config_dir / "configuration.yaml").write_text(
-            CONFIGURATION.format(port=self.port, ispdb_url=self.ispdb_url)
+            CONFIGURATION.format(http=http_yaml, ispdb_url=self.ispdb_url)
         )
         (storage / "onboarding").write_text(json.dumps(ONBOARDING_STORE))
+        if http_store is not None:
+            (storage / "http").write_text(json.dumps(http_store))
 
     def start(self, timeout: float = 90.0) -> None:
         """Start Home Assistant and wait until its HTTP API answers."""

@@ -49,8 +49,11 @@ class Ui:
     add_integration: str
     search_brand: str
     submit: str
-    finish: str
-    success: str
+    # The flow's last step: "Success" with a Finish button until 2026.9,
+    # "Name and assign" with the device's name in a text box after.
+    finish: re.Pattern[str]
+    success: re.Pattern[str]
+    device_name: str
     # Mail Relay
     user_title: str
     email: str
@@ -83,8 +86,9 @@ EN = Ui(
     add_integration="Add integration",
     search_brand="Search for a brand name",
     submit="Submit",
-    finish="Finish",
-    success="Created configuration for",
+    finish=re.compile(r"^(Finish|Skip and finish)$"),
+    success=re.compile(r"Created configuration for|Name and assign"),
+    device_name="Device name",
     user_title="Add a mail account",
     email="Email address",
     mail_password="Password",
@@ -115,8 +119,9 @@ FR = Ui(
     add_integration="Ajouter une intégration",
     search_brand="Rechercher un nom de marque",
     submit="Valider",
-    finish="Terminer",
-    success="Configuration créée pour",
+    finish=re.compile(r"^(Terminer|Ignorer et terminer)$"),
+    success=re.compile(r"Configuration créée pour|Nommer et attribuer"),
+    device_name="Nom de l'appareil",
     user_title="Ajouter un compte de messagerie",
     email="Adresse électronique",
     mail_password="Mot de passe",
@@ -162,7 +167,8 @@ class Session:
         page.get_by_role("textbox", name=ui.username).fill(OWNER_USERNAME)
         page.get_by_role("textbox", name=ui.password).fill(OWNER_PASSWORD)
         page.get_by_role("button", name=ui.log_in).click()
-        page.wait_for_url("**/lovelace/**")
+        # The default dashboard: /lovelace/0 until 2026.9, /home/overview after.
+        page.wait_for_url(re.compile(r"/(lovelace|home)/"))
 
     def use_server_language(self) -> None:
         """Set Home Assistant's own language (Settings → System → General)."""
@@ -177,12 +183,17 @@ class Session:
     def open_add_integration(self) -> None:
         """Settings → Devices & services → Add integration → Mail Relay."""
         page, ui = self.page, self.ui
-        page.get_by_role("option", name=ui.settings).first.click()
+        # The sidebar's entries are options until 2026.9, links after.
+        page.get_by_role("option", name=ui.settings).or_(
+            page.get_by_role("link", name=re.compile(re.escape(ui.settings)))
+        ).first.click()
         page.wait_for_url("**/config/**")
         page.get_by_text(ui.devices_services, exact=True).click()
         page.wait_for_url("**/config/integrations/**")
         page.get_by_role("button", name=ui.add_integration).click()
-        page.get_by_role("textbox", name=ui.search_brand).fill("Mail Relay")
+        page.get_by_role("textbox", name=ui.search_brand).or_(
+            page.get_by_placeholder(ui.search_brand)
+        ).first.fill("Mail Relay")
         page.locator("ha-integration-list-item", has_text="Mail Relay").click()
         self.expect_text(ui.user_title)
 
@@ -202,7 +213,8 @@ class Session:
 
     def dialog_surface(self) -> Locator:
         """Return the visible card of the flow dialog (for cropped screenshots)."""
-        return self.dialog().locator(".mdc-dialog__surface")
+        # Material's surface until 2026.9, Web Awesome's dialog part after.
+        return self.dialog().locator(".mdc-dialog__surface, wa-dialog [part=dialog]").first
 
     def expect_text(self, text: str | re.Pattern[str]) -> Locator:
         """Wait until ``text`` is visible and return it."""
@@ -274,15 +286,23 @@ def _add_account_and_watch_mail(
 
     # Login tested, account created, its device offered an area.
     session.expect_text(ui.success)
-    session.expect_text(user.address)
+    device_name = session.dialog().get_by_role("textbox", name=ui.device_name)
+    if device_name.count():
+        expect(device_name).to_have_value(user.address)
+    else:
+        session.expect_text(user.address)
     session.shot("3-created", session.dialog_surface())
     session.dialog().get_by_role("button", name=ui.finish).click()
 
-    # The integration page highlights the new account; its device link leads on.
-    page.wait_for_url("**/config/integrations/integration/mail_relay**")
-    row = page.locator("ha-md-list-item").filter(has_text=user.address)
-    row.locator('a[href^="/config/devices/device/"]').click()
-    page.wait_for_url("**/config/devices/device/**")
+    # Until 2026.9 the integration page highlights the new account and its
+    # device link leads on; after, Finish opens the device page itself.
+    page.wait_for_url(
+        re.compile(r"/config/(integrations/integration/mail_relay|devices/device/)")
+    )
+    if "/config/integrations/" in page.url:
+        row = page.locator("ha-md-list-item").filter(has_text=user.address)
+        row.locator('a[href^="/config/devices/device/"]').click()
+        page.wait_for_url("**/config/devices/device/**")
     expect(page.get_by_text(user.address).first).to_be_visible()
 
     # Its entities, named in the user's language, with their first states.
