@@ -77,7 +77,7 @@ def http_settings(port: int) -> tuple[str, dict[str, Any] | None]:
     """Return the YAML `http:` block and the `.storage/http` store for ``port``."""
     if HTTP_IN_STORAGE is None:
         return f"http:\n  server_host: 127.0.0.1\n  server_port: {port}\n", None
-    from homeassistant.components.http.config import (  # noqa: PLC0415
+    from homeassistant.components.http.config import (
         HTTP_STORAGE_SCHEMA,
     )
 

@@ -214,7 +214,9 @@ class Session:
     def dialog_surface(self) -> Locator:
         """Return the visible card of the flow dialog (for cropped screenshots)."""
         # Material's surface until 2026.9, Web Awesome's dialog part after.
-        return self.dialog().locator(".mdc-dialog__surface, wa-dialog [part=dialog]").first
+        return (
+            self.dialog().locator(".mdc-dialog__surface, wa-dialog [part=dialog]").first
+        )
 
     def expect_text(self, text: str | re.Pattern[str]) -> Locator:
         """Wait until ``text`` is visible and return it."""
