@@ -318,7 +318,7 @@ async def test_pop3s_stls_and_clear_text_each_work(
         poller = make_poller(dovecot, mail_user, Pop3State(), security=security)
         assert await poller.poll_once(seen) == PollResult(count=1, new=1, deleted=0)
         assert seen.subjects == ["over every transport"]
-    logins = log_lines(dovecot, f"Login: user=<{mail_user.address}>")
+    logins = log_lines(dovecot, dovecot.logged_in_marker(mail_user))
     assert len(logins) == 3
     assert ", TLS," in logins[0]  # POP3S
     assert ", TLS," in logins[1]  # STLS
@@ -330,7 +330,7 @@ async def test_stls_required_fails_closed_without_sending_credentials(
 ) -> None:
     server = dovecot_without_tls
     user = server.add_user()  # the login would succeed if it were ever sent
-    before = len(log_lines(server, "pop3-login: Info: Disconnected"))
+    before = len(log_lines(server, server.login_dropped_marker("pop3")))
     poller = make_poller(server, user, Pop3State(), security="starttls")
 
     with pytest.raises(StartTlsUnavailableError):
@@ -338,7 +338,7 @@ async def test_stls_required_fails_closed_without_sending_credentials(
     with pytest.raises(StartTlsUnavailableError):
         await poller.check_login()
 
-    ours = await wait_lines(server, "pop3-login: Info: Disconnected", 2, before)
+    ours = await wait_lines(server, server.login_dropped_marker("pop3"), 2, before)
     assert len(ours) >= 2
     assert all("no auth attempts" in line and "user=<>" in line for line in ours)
     assert log_lines(server, user.address) == []
@@ -363,7 +363,7 @@ async def test_untrusted_certificate_is_refused(
         poller = make_poller(dovecot, mail_user, Pop3State(), security=security)
         with pytest.raises(CertificateError):
             await poller.poll_once(Recorder())
-    assert log_lines(dovecot, f"Login: user=<{mail_user.address}>") == []
+    assert log_lines(dovecot, dovecot.logged_in_marker(mail_user)) == []
 
     # Unless the user turned verification off for this account.
     unverified = ServerSettings(

@@ -50,6 +50,13 @@ class _Syntax:
     cleartext: str  # allow plaintext logins without TLS
     mail: str  # maildir in ~/Maildir
     uidl: str  # UID and UIDVALIDITY as 8 lower-case hex digits each
+    # POP3 logout line: 'top=N/bytes, retr=N/bytes, del=N/messages, size=bytes'
+    # (2.3's default; 2.4's default counts deleted bytes after del=).
+    pop3_logout: str
+    # What the log says of a login that succeeded, and of a connection that
+    # ended before any login (tests count these).
+    logged_in: str
+    login_dropped: str
     ssl_file: str  # a PEM file setting, from name (cert, key, dh) and path
     users: str  # passdb and userdb, from files, uid, gid and home
 
@@ -59,6 +66,9 @@ _SYNTAX_23 = _Syntax(
     cleartext="disable_plaintext_auth = no",
     mail="mail_location = maildir:~/Maildir",
     uidl="%08Xu%08Xv",
+    pop3_logout="top=%t/%p, retr=%r/%b, del=%d/%m, size=%s",
+    logged_in="Login: user=<{user}>",
+    login_dropped="{protocol}-login: Info: Disconnected",
     ssl_file="ssl_{name} = <{path}",
     users="""passdb {{
   driver = passwd-file
@@ -76,6 +86,10 @@ _SYNTAX_24 = _Syntax(
     cleartext="auth_allow_cleartext = yes",
     mail="mail_driver = maildir\nmail_path = ~/Maildir",
     uidl="%{uid | hex(8)}%{uidvalidity | hex(8)}",
+    pop3_logout="top=%{top_count}/%{top_bytes}, retr=%{retr_count}/%{retr_bytes}, "
+    "del=%{deleted_count}/%{message_count}, size=%{message_bytes}",
+    logged_in="Logged in: user=<{user}>",
+    login_dropped="{protocol}-login: Info: Login aborted",
     ssl_file="ssl_server_{name}_file = {path}",
     users="""passdb users {{
   driver = passwd-file
@@ -181,6 +195,18 @@ class DovecotServer:
 
     # -- configuration -------------------------------------------------
 
+    @property
+    def _syntax(self) -> _Syntax:
+        return _SYNTAX_24 if self.version_info >= (2, 4) else _SYNTAX_23
+
+    def logged_in_marker(self, user: MailUser) -> str:
+        """Return the log text of a successful login of ``user``."""
+        return self._syntax.logged_in.format(user=user.address)
+
+    def login_dropped_marker(self, protocol: str) -> str:
+        """Return the log text of a ``protocol`` connection closed before login."""
+        return self._syntax.login_dropped.format(protocol=protocol)
+
     def _render_config(self) -> str:
         me = pwd.getpwuid(os.getuid())
         group = grp.getgrgid(self._mail_gid).gr_name
@@ -190,7 +216,7 @@ class DovecotServer:
             login_user = internal_user = me.pw_name
         d = self.directory
         new = self.version_info >= (2, 4)
-        syntax = _SYNTAX_24 if new else _SYNTAX_23
+        syntax = self._syntax
         user = syntax.user
         dh = Path("/usr/share/dovecot/dh.pem")
         if self.tls:
@@ -236,6 +262,7 @@ auth_mechanisms = plain login
 {syntax.mail}
 mail_fsync = never
 pop3_uidl_format = {syntax.uidl}
+pop3_logout_format = {syntax.pop3_logout}
 {users}
 mail_privileged_group = {group}
 service imap-login {{
