@@ -17,7 +17,6 @@ from homeassistant.config_entries import (
     ConfigEntry,
     ConfigFlow,
     ConfigFlowResult,
-    OptionsFlow,
 )
 from homeassistant.const import CONF_PASSWORD
 from homeassistant.core import HomeAssistant, callback
@@ -35,6 +34,7 @@ from homeassistant.helpers.selector import (
 )
 from homeassistant.helpers.translation import async_get_translations
 
+from .compat import ReloadingOptionsFlow
 from .const import (
     CONF_CATCHUP_HOURS,
     CONF_EMAIL,
@@ -598,8 +598,8 @@ def _recipients(value: object) -> list[str]:
     return addresses
 
 
-class MailRelayOptionsFlow(OptionsFlow):
-    """Tune how an account is watched and how it sends."""
+class MailRelayOptionsFlow(ReloadingOptionsFlow):
+    """Tune how an account is watched and how it sends; changes reload the entry."""
 
     async def async_step_init(
         self, user_input: dict[str, Any] | None = None

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from homeassistant import config_entries
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_PASSWORD
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.mail_relay import config_flow
+from custom_components.mail_relay import compat, config_flow
 from custom_components.mail_relay.const import (
     CONF_EMAIL,
     CONF_FOLDER,
@@ -36,6 +39,7 @@ from custom_components.mail_relay.const import (
 )
 from custom_components.mail_relay.mail.autoconfig import AutoconfigSettings
 from custom_components.mail_relay.mail.providers import PROVIDERS
+from tests.ha.helpers import wait_for
 from tests.mailserver import DovecotServer, MailUser, SmtpServer
 from tests.mailserver.dns import DnsTestServer
 from tests.mailserver.http import ConfigHttpServer, config_xml
@@ -479,6 +483,108 @@ async def test_reconfigure(
     assert entry.data[CONF_SMTP_HOST] is None
     assert entry.data[CONF_PASSWORD] == mail_user.password
     await hass.async_block_till_done()
+
+
+async def _set_up(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+
+
+async def _logins(
+    hass: HomeAssistant, dovecot: DovecotServer, user: MailUser, at_least: int
+) -> int:
+    """The user's logins so far, once ``at_least`` are logged and no more follow."""
+    await wait_for(hass, lambda: len(dovecot.logins(user)) >= at_least)
+    # A second reload would log in a moment later: leave it the time to.
+    await asyncio.sleep(0.5)
+    return len(dovecot.logins(user))
+
+
+@pytest.fixture
+async def loaded_entry(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    dovecot: DovecotServer,
+    entry_factory: Callable[..., MockConfigEntry],
+    trust_test_cert: Path,
+) -> MockConfigEntry:
+    """A receive-only IMAP account, set up: one session on Dovecot."""
+    entry = entry_factory(mail_user, smtp_security=None)
+    await _set_up(hass, entry)
+    assert await _logins(hass, dovecot, mail_user, 1) == 1
+    # Home Assistant 2025.8+ reloads for the options flow; only older ones
+    # need the integration's own listener (and 2026.12 refuses both at once).
+    assert bool(entry.update_listeners) is not compat.OPTIONS_FLOW_RELOADS
+    return entry
+
+
+async def test_reconfigure_reloads_once(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    dovecot: DovecotServer,
+    loaded_entry: MockConfigEntry,
+) -> None:
+    # The server sees the flow's login test, then the reloaded account's
+    # session: two new logins, not three (a second reload).
+    result = await loaded_entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        _manual_input(
+            "127.0.0.1",
+            dovecot.imap_port,
+            "starttls",
+            mail_user.username,
+            **{CONF_SMTP_HOST: ""},
+        ),
+    )
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert await _logins(hass, dovecot, mail_user, 3) == 3
+    assert loaded_entry.state is ConfigEntryState.LOADED
+    assert loaded_entry.runtime_data.incoming.port == dovecot.imap_port
+
+
+async def test_reauth_reloads_once(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    dovecot: DovecotServer,
+    loaded_entry: MockConfigEntry,
+) -> None:
+    changed = dovecot.set_password(mail_user, "a-new-password")
+    await asyncio.sleep(1.1)  # Dovecot checks a passwd-file at most once a second
+    result = await loaded_entry.start_reauth_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_PASSWORD: changed.password}
+    )
+    assert result["reason"] == "reauth_successful"
+    await hass.async_block_till_done()
+    # The login test with the new password, then one reloaded session.
+    assert await _logins(hass, dovecot, mail_user, 3) == 3
+    assert loaded_entry.state is ConfigEntryState.LOADED
+    assert loaded_entry.runtime_data.incoming.password == changed.password
+
+
+async def test_options_change_reloads_once(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    dovecot: DovecotServer,
+    loaded_entry: MockConfigEntry,
+) -> None:
+    # Opening the options lists the folders (one login); saving a change
+    # reloads the account with it (one more).
+    before = loaded_entry.runtime_data.coordinator
+    result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_FOLDER: "INBOX", CONF_POLL_INTERVAL: 600}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert await _logins(hass, dovecot, mail_user, 3) == 3
+    assert loaded_entry.runtime_data.coordinator is not before
+    assert loaded_entry.state is ConfigEntryState.LOADED
+    assert loaded_entry.runtime_data.coordinator.options[CONF_POLL_INTERVAL] == 600
 
 
 async def test_advanced_mode_shows_certificate_choice(
