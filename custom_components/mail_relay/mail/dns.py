@@ -12,7 +12,7 @@ import asyncio
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import aiodns
 import pycares
@@ -22,7 +22,11 @@ _EMPTY_ANSWERS = frozenset({pycares.errno.ARES_ENOTFOUND, pycares.errno.ARES_ENO
 
 
 # The record types asked for, as c-ares numbers them (pycares 4 and 5 alike).
-_QTYPES = {"MX": pycares.QUERY_TYPE_MX, "SRV": pycares.QUERY_TYPE_SRV}
+type _QType = Literal["MX", "SRV"]
+_QTYPES: dict[_QType, int] = {
+    "MX": pycares.QUERY_TYPE_MX,
+    "SRV": pycares.QUERY_TYPE_SRV,
+}
 
 
 class DnsError(Exception):
@@ -57,7 +61,7 @@ class _Answer:
     port: int = 0
 
 
-async def _ask(resolver: aiodns.DNSResolver, name: str, qtype: str) -> list[_Answer]:
+async def _ask(resolver: aiodns.DNSResolver, name: str, qtype: _QType) -> list[_Answer]:
     """Query MX or SRV records; the one place that knows both aiodns result shapes.
 
     aiodns 4 deprecates ``query()`` for ``query_dns()``, which returns pycares 5's
@@ -152,7 +156,7 @@ class DnsResolver:
         self._timeout = timeout
 
     async def _query_group(
-        self, name: str, qtype: str, port: int | None, hosts: list[str]
+        self, name: str, qtype: _QType, port: int | None, hosts: list[str]
     ) -> list[_Answer]:
         """Query one channel, then tear it down so no socket or timer lingers.
 
@@ -182,7 +186,7 @@ class DnsResolver:
             await _close(resolver)
         return result
 
-    async def _query(self, name: str, qtype: str) -> list[_Answer]:
+    async def _query(self, name: str, qtype: _QType) -> list[_Answer]:
         if not self._groups:
             return await self._query_group(name, qtype, None, [])
         last: DnsError | None = None
