@@ -25,6 +25,12 @@ from custom_components.mail_relay.const import (
     CONF_VERIFY_SSL,
     DOMAIN,
 )
+
+# Every test fails if Home Assistant logged a deprecated use by mail_relay.
+from tests.deprecations import (  # noqa: F401 (a fixture and a hook for pytest)
+    no_deprecated_use,
+    pytest_runtest_makereport,
+)
 from tests.mailserver import (
     DovecotServer,
     MailUser,

@@ -55,6 +55,11 @@ def test_every_field_has_a_description(section: str) -> None:
         assert set(content.get("data", {})) == set(
             content.get("data_description", {})
         ), step
+        # A form section (data_entry_flow.section) has a title and its own fields.
+        for name, part in content.get("sections", {}).items():
+            assert part["name"], (step, name)
+            assert part["data"], (step, name)
+            assert set(part["data"]) == set(part["data_description"]), (step, name)
 
 
 def test_every_error_and_abort_of_the_flow_is_translated() -> None:

@@ -8,6 +8,7 @@ from homeassistant.core import Event, HomeAssistant
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.typing import ConfigType
 
+from .compat import async_reload_on_options_change
 from .const import CONF_EMAIL, CONF_ISPDB_URL, CONF_PROTOCOL, DATA_ISPDB_URL, DOMAIN
 from .coordinator import MailRelayCoordinator
 from .data import MailRelayConfigEntry, MailRelayData
@@ -68,7 +69,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: MailRelayConfigEntry) ->
         entry.async_on_unload(
             hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _close_sender)
         )
-    entry.async_on_unload(entry.add_update_listener(_async_options_updated))
+    # New options reload the entry: the options flow does it, or before HA 2025.8
+    # a listener that ignores the updates reconfigure and reauth reload for.
+    async_reload_on_options_change(entry)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 
@@ -82,10 +85,3 @@ async def async_unload_entry(hass: HomeAssistant, entry: MailRelayConfigEntry) -
         if (sender := entry.runtime_data.sender) is not None:
             await sender.close()
     return unloaded
-
-
-async def _async_options_updated(
-    hass: HomeAssistant, entry: MailRelayConfigEntry
-) -> None:
-    """Apply new options by reloading the entry."""
-    await hass.config_entries.async_reload(entry.entry_id)

@@ -17,10 +17,10 @@ from homeassistant.config_entries import (
     ConfigEntry,
     ConfigFlow,
     ConfigFlowResult,
-    OptionsFlow,
 )
 from homeassistant.const import CONF_PASSWORD
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.data_entry_flow import section
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
     NumberSelector,
@@ -35,6 +35,7 @@ from homeassistant.helpers.selector import (
 )
 from homeassistant.helpers.translation import async_get_translations
 
+from .compat import ReloadingOptionsFlow
 from .const import (
     CONF_CATCHUP_HOURS,
     CONF_EMAIL,
@@ -90,6 +91,7 @@ from .settings import incoming_settings, smtp_settings
 _LOGGER = logging.getLogger(__name__)
 
 CONF_EDIT = "edit"
+SECTION_TLS = "tls"  # the servers form's section holding CONF_VERIFY_SSL
 LOGIN_TIMEOUT = 15.0  # seconds per network step of the login test
 RETENTIONS = ("keep", "delete", "days")
 _SECURITIES = [s.value for s in Security]
@@ -122,8 +124,12 @@ def _port() -> vol.All:
     return vol.All(vol.Coerce(int), vol.Range(min=1, max=65535))
 
 
-def _servers_schema(values: Mapping[str, Any], *, show_verify: bool) -> vol.Schema:
-    """Build the manual/reconfigure form, prefilled from ``values``."""
+def _servers_schema(values: Mapping[str, Any], *, expand_tls: bool) -> vol.Schema:
+    """Build the manual/reconfigure form, prefilled from ``values``.
+
+    Certificate checking sits in a section, collapsed unless ``expand_tls`` (the
+    certificate was the problem) or it is already off.
+    """
 
     def default(key: str) -> dict[str, Any]:
         value = values.get(key)
@@ -145,10 +151,11 @@ def _servers_schema(values: Mapping[str, Any], *, show_verify: bool) -> vol.Sche
         ): _select(_SECURITIES, "security"),
         vol.Optional(CONF_SMTP_USERNAME, **default(CONF_SMTP_USERNAME)): str,
     }
-    if show_verify:
-        schema[
-            vol.Required(CONF_VERIFY_SSL, default=values.get(CONF_VERIFY_SSL, True))
-        ] = bool
+    verify = values.get(CONF_VERIFY_SSL, True)
+    schema[vol.Required(SECTION_TLS)] = section(
+        vol.Schema({vol.Required(CONF_VERIFY_SSL, default=verify): bool}),
+        {"collapsed": not (expand_tls or verify is False)},
+    )
     return vol.Schema(schema)
 
 
@@ -168,8 +175,7 @@ def _servers_from_input(user_input: Mapping[str, Any]) -> dict[str, Any]:
             CONF_SMTP_SECURITY: user_input[CONF_SMTP_SECURITY],
             CONF_SMTP_USERNAME: (user_input.get(CONF_SMTP_USERNAME) or "").strip(),
         }
-    if CONF_VERIFY_SSL in user_input:
-        data[CONF_VERIFY_SSL] = user_input[CONF_VERIFY_SSL]
+    data[CONF_VERIFY_SSL] = user_input[SECTION_TLS][CONF_VERIFY_SSL]
     return data
 
 
@@ -432,10 +438,9 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
     def _show_servers_form(
         self, step_id: str, errors: dict[str, str] | None = None
     ) -> ConfigFlowResult:
-        show_verify = self._show_verify or self.show_advanced_options
         return self.async_show_form(
             step_id=step_id,
-            data_schema=_servers_schema(self._servers, show_verify=show_verify),
+            data_schema=_servers_schema(self._servers, expand_tls=self._show_verify),
             errors=errors or {},
             description_placeholders=self._placeholders(),
         )
@@ -598,8 +603,8 @@ def _recipients(value: object) -> list[str]:
     return addresses
 
 
-class MailRelayOptionsFlow(OptionsFlow):
-    """Tune how an account is watched and how it sends."""
+class MailRelayOptionsFlow(ReloadingOptionsFlow):
+    """Tune how an account is watched and how it sends; changes reload the entry."""
 
     async def async_step_init(
         self, user_input: dict[str, Any] | None = None

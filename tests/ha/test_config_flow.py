@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from homeassistant import config_entries
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_PASSWORD
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType, InvalidData
+from homeassistant.data_entry_flow import FlowResultType, InvalidData, section
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.mail_relay import config_flow
+from custom_components.mail_relay import compat, config_flow
+from custom_components.mail_relay.config_flow import SECTION_TLS
 from custom_components.mail_relay.const import (
     CONF_EMAIL,
     CONF_FOLDER,
@@ -36,6 +40,7 @@ from custom_components.mail_relay.const import (
 )
 from custom_components.mail_relay.mail.autoconfig import AutoconfigSettings
 from custom_components.mail_relay.mail.providers import PROVIDERS
+from tests.ha.helpers import wait_for
 from tests.mailserver import DovecotServer, MailUser, SmtpServer
 from tests.mailserver.dns import DnsTestServer
 from tests.mailserver.http import ConfigHttpServer, config_xml
@@ -107,12 +112,21 @@ async def _user(
     )
 
 
-def _manual_input(host: str, port: int, security: str, username: str, **smtp) -> dict:
+def _manual_input(
+    host: str,
+    port: int,
+    security: str,
+    username: str,
+    *,
+    verify_ssl: bool = True,
+    **smtp,
+) -> dict:
     data = {
         CONF_INCOMING_HOST: host,
         CONF_INCOMING_PORT: port,
         CONF_INCOMING_SECURITY: security,
         CONF_INCOMING_USERNAME: username,
+        SECTION_TLS: {CONF_VERIFY_SSL: verify_ssl},
     }
     data.update(smtp)
     return data
@@ -138,6 +152,7 @@ async def test_every_seed_provider_is_proposed_without_network(
                         CONF_INCOMING_PORT: 993,
                         CONF_INCOMING_SECURITY: "ssl",
                         CONF_INCOMING_USERNAME: "u",
+                        SECTION_TLS: {},
                     }
                 )
                 assert schema[CONF_SMTP_HOST] == provider.smtp.host
@@ -163,6 +178,7 @@ async def test_apple_pop3_has_no_preset_server(
                 CONF_INCOMING_PORT: 995,
                 CONF_INCOMING_SECURITY: "ssl",
                 CONF_INCOMING_USERNAME: "jean",
+                SECTION_TLS: {},
             }
         )[CONF_SMTP_HOST]
         == "smtp.mail.me.com"
@@ -270,6 +286,7 @@ async def test_closed_port_and_nothing_detected(
             CONF_INCOMING_HOST: "x",
             CONF_INCOMING_PORT: 1,
             CONF_INCOMING_SECURITY: "ssl",
+            SECTION_TLS: {},
         }
     )
     assert defaults[CONF_INCOMING_USERNAME] == "jean@nowhere.test"
@@ -481,24 +498,178 @@ async def test_reconfigure(
     await hass.async_block_till_done()
 
 
-async def test_advanced_mode_shows_certificate_choice(
-    hass: HomeAssistant, local_autoconfig
+async def _set_up(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+
+
+async def _logins(
+    hass: HomeAssistant, dovecot: DovecotServer, user: MailUser, at_least: int
+) -> int:
+    """The user's logins so far, once ``at_least`` are logged and no more follow."""
+    await wait_for(hass, lambda: len(dovecot.logins(user)) >= at_least)
+    # A second reload would log in a moment later: leave it the time to.
+    await asyncio.sleep(0.5)
+    return len(dovecot.logins(user))
+
+
+@pytest.fixture
+async def loaded_entry(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    dovecot: DovecotServer,
+    entry_factory: Callable[..., MockConfigEntry],
+    trust_test_cert: Path,
+) -> MockConfigEntry:
+    """A receive-only IMAP account, set up: one session on Dovecot."""
+    entry = entry_factory(mail_user, smtp_security=None)
+    await _set_up(hass, entry)
+    assert await _logins(hass, dovecot, mail_user, 1) == 1
+    # Home Assistant 2025.8+ reloads for the options flow; only older ones
+    # need the integration's own listener (and 2026.12 refuses both at once).
+    assert bool(entry.update_listeners) is not compat.OPTIONS_FLOW_RELOADS
+    return entry
+
+
+async def test_reconfigure_reloads_once(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    dovecot: DovecotServer,
+    loaded_entry: MockConfigEntry,
 ) -> None:
-    result = await hass.config_entries.flow.async_init(
-        DOMAIN,
-        context={"source": config_entries.SOURCE_USER, "show_advanced_options": True},
-    )
+    # The server sees the flow's login test, then the reloaded account's
+    # session: two new logins, not three (a second reload).
+    result = await loaded_entry.start_reconfigure_flow(hass)
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"],
-        {CONF_EMAIL: "a@nowhere.test", CONF_PASSWORD: "x", CONF_PROTOCOL: "imap"},
+        _manual_input(
+            "127.0.0.1",
+            dovecot.imap_port,
+            "starttls",
+            mail_user.username,
+            **{CONF_SMTP_HOST: ""},
+        ),
     )
-    assert CONF_VERIFY_SSL in result["data_schema"].schema
-    closed = _manual_input(
-        "127.0.0.1", free_port(), "ssl", "a", **{CONF_VERIFY_SSL: False}
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert await _logins(hass, dovecot, mail_user, 3) == 3
+    assert loaded_entry.state is ConfigEntryState.LOADED
+    assert loaded_entry.runtime_data.incoming.port == dovecot.imap_port
+
+
+async def test_reauth_reloads_once(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    dovecot: DovecotServer,
+    loaded_entry: MockConfigEntry,
+) -> None:
+    changed = dovecot.set_password(mail_user, "a-new-password")
+    await asyncio.sleep(1.1)  # Dovecot checks a passwd-file at most once a second
+    result = await loaded_entry.start_reauth_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_PASSWORD: changed.password}
     )
+    assert result["reason"] == "reauth_successful"
+    await hass.async_block_till_done()
+    # The login test with the new password, then one reloaded session.
+    assert await _logins(hass, dovecot, mail_user, 3) == 3
+    assert loaded_entry.state is ConfigEntryState.LOADED
+    assert loaded_entry.runtime_data.incoming.password == changed.password
+
+
+async def test_options_change_reloads_once(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    dovecot: DovecotServer,
+    loaded_entry: MockConfigEntry,
+) -> None:
+    # Opening the options lists the folders (one login); saving a change
+    # reloads the account with it (one more).
+    before = loaded_entry.runtime_data.coordinator
+    result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_FOLDER: "INBOX", CONF_POLL_INTERVAL: 600}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert await _logins(hass, dovecot, mail_user, 3) == 3
+    assert loaded_entry.runtime_data.coordinator is not before
+    assert loaded_entry.state is ConfigEntryState.LOADED
+    assert loaded_entry.runtime_data.coordinator.options[CONF_POLL_INTERVAL] == 600
+
+
+def _tls_section(result: dict) -> section:
+    """The certificate section of a servers form."""
+    fields = {str(key): value for key, value in result["data_schema"].schema.items()}
+    assert CONF_VERIFY_SSL not in fields  # only inside the section
+    return fields[SECTION_TLS]
+
+
+async def test_certificate_choice_is_a_collapsed_section(
+    hass: HomeAssistant, local_autoconfig
+) -> None:
+    result = await _user(hass, "a@nowhere.test", "x")
+    assert result["step_id"] == "manual"
+    tls = _tls_section(result)
+    assert tls.options["collapsed"] is True
+    assert tls({}) == {CONF_VERIFY_SSL: True}
+    closed = _manual_input("127.0.0.1", free_port(), "ssl", "a", verify_ssl=False)
     result = await hass.config_entries.flow.async_configure(result["flow_id"], closed)
     assert result["errors"] == {"base": "cannot_connect"}
-    assert result["data_schema"]({})[CONF_VERIFY_SSL] is False
+    # The choice is kept, and a check turned off is not hidden.
+    tls = _tls_section(result)
+    assert tls({}) == {CONF_VERIFY_SSL: False}
+    assert tls.options["collapsed"] is False
+
+
+async def test_untrusted_certificate_opens_the_section_on_the_manual_form(
+    hass: HomeAssistant,
+    local_autoconfig,
+    mail_user: MailUser,
+    dovecot: DovecotServer,
+) -> None:
+    # No trust_test_cert: the test server's self-signed certificate is refused.
+    result = await _user(hass, mail_user.address, mail_user.password)
+    assert result["step_id"] == "manual"
+    assert _tls_section(result).options["collapsed"] is True
+    servers = _manual_input(
+        "127.0.0.1",
+        dovecot.imaps_port,
+        "ssl",
+        mail_user.username,
+        **{CONF_SMTP_HOST: ""},
+    )
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], servers)
+    assert result["step_id"] == "manual"
+    assert result["errors"] == {"base": "tls_error"}
+    tls = _tls_section(result)
+    assert tls.options["collapsed"] is False
+    assert tls({}) == {CONF_VERIFY_SSL: True}  # turning it off is the user's call
+    servers[SECTION_TLS] = {CONF_VERIFY_SSL: False}
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], servers)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_VERIFY_SSL] is False
+
+
+async def test_reconfigure_keeps_the_certificate_choice(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    entry = entry_factory(mail_user, smtp_security=None)
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title=entry.title,
+        unique_id=entry.unique_id,
+        data={**entry.data, CONF_VERIFY_SSL: False},
+    )
+    entry.add_to_hass(hass)
+    result = await entry.start_reconfigure_flow(hass)
+    tls = _tls_section(result)
+    assert tls({}) == {CONF_VERIFY_SSL: False}
+    assert tls.options["collapsed"] is False
 
 
 async def test_receive_only_account_is_described(

@@ -114,8 +114,10 @@ async def test_notify_entity_sends_to_default_recipients(
     state = hass.states.get(entity_id)
     assert state is not None
     assert state.attributes["friendly_name"] == f"{mail_user.address} Send mail"
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, entry.entry_id)})
-    assert device is not None
+    # By config entry: async_get_device is deprecated from Home Assistant 2026
+    # (identifiers are unique per entry only), its replacement is not in 2025.4.
+    devices = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
+    [device] = [d for d in devices if (DOMAIN, entry.entry_id) in d.identifiers]
     assert device.name == mail_user.address
     assert device.entry_type is dr.DeviceEntryType.SERVICE
 

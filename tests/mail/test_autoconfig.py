@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from types import SimpleNamespace
 
+import aiodns
 import aiohttp
+import pycares
 import pytest
 
+from custom_components.mail_relay.mail import dns as dns_module
 from custom_components.mail_relay.mail.autoconfig import (
     AutoconfigSettings,
     Source,
@@ -397,6 +402,75 @@ async def test_dns_records(dns) -> None:
     assert await resolver.srv("_pop3s._tcp.example.org") == [SrvRecord(0, 0, 0, "")]
     # The name exists but has no record of that type: an empty answer.
     assert await resolver.srv("example.org") == []
+
+
+MX_ANSWER = [dns_module._Answer(10, "mx.example.org")]
+SRV_ANSWER = [dns_module._Answer(0, "imap.example.org", weight=5, port=993)]
+
+
+async def test_dns_answers_through_the_installed_aiodns(dns) -> None:
+    """The adapter reads whichever API this aiodns has, without a deprecation."""
+    dns.records[("example.org", "MX")] = [(10, "mx.example.org")]
+    dns.records[("_imaps._tcp.example.org", "SRV")] = [(0, 5, 993, "imap.example.org")]
+    host, port = split_nameserver(dns.nameserver)
+    resolver = aiodns.DNSResolver(
+        [host], loop=asyncio.get_running_loop(), udp_port=port, tcp_port=port
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)
+            mx = await dns_module._ask(resolver, "example.org", "MX")
+            srv = await dns_module._ask(resolver, "_imaps._tcp.example.org", "SRV")
+    finally:
+        await dns_module._close(resolver)
+    assert [replace(a, host=a.host.rstrip(".")) for a in mx] == MX_ANSWER
+    assert [replace(a, host=a.host.rstrip(".")) for a in srv] == SRV_ANSWER
+
+
+class Aiodns3:
+    """aiodns 3's only API: query() returns records of the asked type."""
+
+    async def query(self, name: str, qtype: str) -> list[SimpleNamespace]:
+        if qtype == "MX":
+            return [SimpleNamespace(host="mx.example.org", priority=10, ttl=60)]
+        return [
+            SimpleNamespace(
+                host="imap.example.org", port=993, priority=0, weight=5, ttl=60
+            )
+        ]
+
+
+class Aiodns4:
+    """aiodns 4: query_dns() returns pycares 5's DNSResult; query() is deprecated."""
+
+    async def query_dns(self, name: str, qtype: str) -> SimpleNamespace:
+        cname = SimpleNamespace(
+            name=name,
+            type=pycares.QUERY_TYPE_CNAME,
+            ttl=60,
+            data=SimpleNamespace(cname="elsewhere.example.org"),
+        )
+        if qtype == "MX":
+            data = SimpleNamespace(priority=10, exchange="mx.example.org")
+        else:
+            data = SimpleNamespace(
+                priority=0, weight=5, port=993, target="imap.example.org"
+            )
+        record = SimpleNamespace(
+            name=name, type=dns_module._QTYPES[qtype], ttl=60, data=data
+        )
+        return SimpleNamespace(answer=[cname, record], authority=[], additional=[])
+
+    async def query(self, name: str, qtype: str) -> list[SimpleNamespace]:
+        raise AssertionError("the deprecated query() was called")
+
+
+@pytest.mark.parametrize("resolver", [Aiodns3(), Aiodns4()], ids=["aiodns3", "aiodns4"])
+async def test_dns_adapter_reads_both_aiodns_shapes(resolver) -> None:
+    assert await dns_module._ask(resolver, "example.org", "MX") == MX_ANSWER
+    assert await dns_module._ask(resolver, "_imaps._tcp.example.org", "SRV") == (
+        SRV_ANSWER
+    )
 
 
 async def test_dns_errors(dns) -> None:

@@ -413,6 +413,17 @@ service auth-worker {{
         os.utime(path, (later, later))
         return MailUser(user.address, password)
 
+    def logins(self, user: MailUser) -> list[str]:
+        """The log lines of the user's successful IMAP/POP3 logins, oldest first.
+
+        Dovecot's log process writes them a moment after the login happened.
+        """
+        log = self.directory / "dovecot.log"
+        if not log.exists():
+            return []
+        needle = f"Login: user=<{user.address}>"
+        return [line for line in log.read_text().splitlines() if needle in line]
+
     def maildir(self, user: MailUser) -> Path:
         """Return the user's Maildir (it exists once mail was delivered)."""
         return self.directory / "home" / user.address / "Maildir"

@@ -9,15 +9,24 @@ nameserver configured, c-ares reads the system's resolv.conf.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import aiodns
 import pycares
 
 # "No such name" and "no record of that type" are answers, not failures.
 _EMPTY_ANSWERS = frozenset({pycares.errno.ARES_ENOTFOUND, pycares.errno.ARES_ENODATA})
+
+
+# The record types asked for, as c-ares numbers them (pycares 4 and 5 alike).
+type _QType = Literal["MX", "SRV"]
+_QTYPES: dict[_QType, int] = {
+    "MX": pycares.QUERY_TYPE_MX,
+    "SRV": pycares.QUERY_TYPE_SRV,
+}
 
 
 class DnsError(Exception):
@@ -40,6 +49,74 @@ class SrvRecord:
     weight: int
     port: int
     target: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One MX or SRV record as aiodns gave it (host as written, maybe with a dot)."""
+
+    priority: int
+    host: str
+    weight: int = 0
+    port: int = 0
+
+
+async def _ask(resolver: aiodns.DNSResolver, name: str, qtype: _QType) -> list[_Answer]:
+    """Query MX or SRV records; the one place that knows both aiodns result shapes.
+
+    aiodns 4 deprecates ``query()`` for ``query_dns()``, which returns pycares 5's
+    ``DNSResult``: the records in ``.answer`` (records of other types may come
+    along, a CNAME for one), each with a numeric ``.type`` and its fields in
+    ``.data`` (MX: ``priority``, ``exchange``; SRV: ``priority``, ``weight``,
+    ``port``, ``target``). Older aiodns only has ``query()``: a list of records
+    of the asked type with ``priority``, ``host`` and for SRV ``weight``, ``port``.
+    """
+    query_dns = getattr(resolver, "query_dns", None)
+    if query_dns is None:  # aiodns 3
+        return [
+            _Answer(
+                int(r.priority),
+                str(r.host),
+                int(getattr(r, "weight", 0)),
+                int(getattr(r, "port", 0)),
+            )
+            for r in await resolver.query(name, qtype)
+        ]
+    answers: list[_Answer] = []
+    for record in (await query_dns(name, qtype)).answer:
+        if record.type != _QTYPES[qtype]:
+            continue
+        data = record.data
+        if qtype == "MX":
+            answers.append(_Answer(int(data.priority), str(data.exchange)))
+        else:
+            answers.append(
+                _Answer(
+                    int(data.priority),
+                    str(data.target),
+                    int(data.weight),
+                    int(data.port),
+                )
+            )
+    return answers
+
+
+async def _close(resolver: aiodns.DNSResolver) -> None:
+    """Cancel pending queries and free the channel, whatever the aiodns version.
+
+    Cancelling ends pending queries, which closes their sockets and stops
+    aiodns's timer in this loop. aiodns 3.3+ and 4 have an async ``close()``
+    that does both; aiodns 3.2 has none: pycares 4.9+ frees the channel on
+    ``close()``, older ones when it is collected.
+    """
+    close = getattr(resolver, "close", None)
+    if close is not None and inspect.iscoroutinefunction(close):
+        await close()
+        return
+    resolver.cancel()
+    channel_close = getattr(resolver._channel, "close", None)
+    if channel_close is not None:
+        channel_close()
 
 
 def split_nameserver(server: str) -> tuple[str, int]:
@@ -79,8 +156,8 @@ class DnsResolver:
         self._timeout = timeout
 
     async def _query_group(
-        self, name: str, qtype: str, port: int | None, hosts: list[str]
-    ) -> list[Any]:
+        self, name: str, qtype: _QType, port: int | None, hosts: list[str]
+    ) -> list[_Answer]:
         """Query one channel, then tear it down so no socket or timer lingers.
 
         The channel is made here, inside the running loop (aiodns binds to the
@@ -98,7 +175,7 @@ class DnsResolver:
         try:
             # c-ares enforces the timeout per server; this bounds the whole query.
             async with asyncio.timeout(self._timeout * max(len(hosts), 1) + 1):
-                result: list[Any] = await resolver.query(name, qtype)
+                result = await _ask(resolver, name, qtype)
         except aiodns.error.DNSError as err:
             if err.args and err.args[0] in _EMPTY_ANSWERS:
                 return []
@@ -106,16 +183,10 @@ class DnsResolver:
         except TimeoutError as err:
             raise DnsError(f"lookup of {name} timed out") from err
         finally:
-            # Cancelling ends pending queries, which closes their sockets and
-            # stops aiodns's timer in this loop. aiodns 3.2 has no close(); pycares
-            # 4.9+ frees the channel on close(), older ones when it is collected.
-            resolver.cancel()
-            close = getattr(resolver._channel, "close", None)
-            if close is not None:
-                close()
+            await _close(resolver)
         return result
 
-    async def _query(self, name: str, qtype: str) -> list[Any]:
+    async def _query(self, name: str, qtype: _QType) -> list[_Answer]:
         if not self._groups:
             return await self._query_group(name, qtype, None, [])
         last: DnsError | None = None
@@ -130,7 +201,7 @@ class DnsResolver:
     async def mx(self, name: str) -> list[MxRecord]:
         """Return the MX records of a domain, best (lowest priority) first."""
         records = [
-            MxRecord(int(r.priority), str(r.host).rstrip(".").lower())
+            MxRecord(r.priority, r.host.rstrip(".").lower())
             for r in await self._query(name, "MX")
         ]
         return sorted(records, key=lambda r: r.priority)
@@ -138,12 +209,7 @@ class DnsResolver:
     async def srv(self, name: str) -> list[SrvRecord]:
         """Return the SRV records of a service name, in preference order."""
         records = [
-            SrvRecord(
-                int(r.priority),
-                int(r.weight),
-                int(r.port),
-                str(r.host).rstrip(".").lower(),
-            )
+            SrvRecord(r.priority, r.weight, r.port, r.host.rstrip(".").lower())
             for r in await self._query(name, "SRV")
         ]
         return sorted(records, key=lambda r: (r.priority, -r.weight))
