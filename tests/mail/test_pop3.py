@@ -318,7 +318,7 @@ async def test_pop3s_stls_and_clear_text_each_work(
         poller = make_poller(dovecot, mail_user, Pop3State(), security=security)
         assert await poller.poll_once(seen) == PollResult(count=1, new=1, deleted=0)
         assert seen.subjects == ["over every transport"]
-    logins = log_lines(dovecot, dovecot.logged_in_marker(mail_user))
+    logins = dovecot.logins(mail_user)
     assert len(logins) == 3
     assert ", TLS," in logins[0]  # POP3S
     assert ", TLS," in logins[1]  # STLS
@@ -363,7 +363,7 @@ async def test_untrusted_certificate_is_refused(
         poller = make_poller(dovecot, mail_user, Pop3State(), security=security)
         with pytest.raises(CertificateError):
             await poller.poll_once(Recorder())
-    assert log_lines(dovecot, dovecot.logged_in_marker(mail_user)) == []
+    assert dovecot.logins(mail_user) == []
 
     # Unless the user turned verification off for this account.
     unverified = ServerSettings(

@@ -421,7 +421,7 @@ service auth-worker {{
         log = self.directory / "dovecot.log"
         if not log.exists():
             return []
-        needle = f"Login: user=<{user.address}>"
+        needle = self.logged_in_marker(user)
         return [line for line in log.read_text().splitlines() if needle in line]
 
     def maildir(self, user: MailUser) -> Path:
