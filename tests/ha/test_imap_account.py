@@ -56,7 +56,8 @@ async def test_one_message_one_event(
     events = async_capture_events(hass, EVENT_NEW_MAIL)
     await setup(hass, entry)
     unread = entity_id(hass, entry, "sensor", "unread")
-    assert hass.states.get(unread).state == "1"
+    # The first count comes from the watcher right after its login.
+    await wait_for(hass, lambda: hass.states.get(unread).state == "1")
 
     raw = make_message(
         "Bonjour la maison",
