@@ -20,7 +20,15 @@ from pathlib import Path
 
 PHCC = "pytest-homeassistant-custom-component"
 # Base components whose requirements a real hass needs (docs/testing.md).
-COMPONENTS = ("conversation", "camera", "tts", "ffmpeg", "assist_pipeline")
+COMPONENTS = (
+    "conversation",
+    "camera",
+    "tts",
+    "ffmpeg",
+    "assist_pipeline",
+    "infrared",
+    "radio_frequency",
+)
 BEGIN = "    # -- pins written by scripts/lock --\n"
 END = "    # -- end of pins --\n"
 
