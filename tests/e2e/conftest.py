@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +153,14 @@ def browser(e2e: E2eEnvironment) -> Iterator[object]:
             yield chromium
         finally:
             chromium.close()
+    # Playwright's loop leaves its executor threads ending in the background;
+    # the Home Assistant test plugin fails a test that leaves threads behind.
+    for thread in threading.enumerate():
+        if (
+            thread.name.startswith("asyncio_")
+            and thread is not threading.current_thread()
+        ):
+            thread.join(timeout=5)
 
 
 @pytest.hookimpl(wrapper=True)
