@@ -39,7 +39,12 @@ from custom_components.mail_relay.mail.message import MailEvent, body_text
 from custom_components.mail_relay.mail.models import Security, ServerSettings
 from custom_components.mail_relay.mail.tls import create_ssl_context
 from tests.mailserver import DovecotServer, MailUser
-from tests.mailserver.dovecot import make_message
+from tests.mailserver.dovecot import (
+    NON_ASCII_SUBJECT,
+    NON_ASCII_TEXT,
+    make_message,
+    non_ascii_message,
+)
 from tests.mailserver.ports import free_port
 
 # -- helpers -------------------------------------------------------------------
@@ -223,6 +228,19 @@ async def tls_context(trust_test_cert: Any) -> Any:
 
 
 # -- events ------------------------------------------------------------------------
+
+
+async def test_non_ascii_subject_and_8bit_body_arrive_intact(
+    dovecot: DovecotServer, mail_user: MailUser, tls_context: Any
+) -> None:
+    sink = Sink()
+    watcher = make_watcher(settings_for(dovecot, mail_user), sink, tls_context)
+    async with running(watcher):
+        await deliver(dovecot, mail_user, non_ascii_message(mail_user.address))
+        await sink.wait(lambda: len(sink.events) == 1)
+    assert sink.events[0].subject == NON_ASCII_SUBJECT
+    assert sink.events[0].text == NON_ASCII_TEXT
+    assert sink.events[0].sender_name == "Gaëlle"
 
 
 @pytest.mark.parametrize("security", ["ssl", "starttls", "none"])

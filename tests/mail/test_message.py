@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from email import policy
 from email.message import EmailMessage
+
+import pytest
 
 from custom_components.mail_relay.mail.message import (
     MAX_EVENT_BYTES,
@@ -174,3 +177,63 @@ def test_body_text_quoted_printable_latin1() -> None:
 
 def test_html_to_text_entities() -> None:
     assert html_to_text("<div>a&lt;b</div><br>c") == "a<b\n\nc"
+
+
+# -- non-ASCII text that must survive (issue 19, points 1 and 2) -------------
+
+FOLDED_MIXED = (
+    # An encoded word, a fold, then plain text, as Python's own email (policy
+    # SMTP) and many mail programs write a long subject.
+    b"From: =?utf-8?q?Ga=C3=ABlle_L=C3=A9vy?= <gaelle@example.fr>\r\n"
+    b"Subject: =?utf-8?q?T=C3=BCr_offen_=E2=80=93?=\r\n"
+    b" Temperatur 23 =?utf-8?b?wrBDIOKckyDmuKnluqY=?=\r\n"
+    b"Message-ID: <m1@example.fr>\r\n"
+    b"\r\n"
+    b"x\r\n"
+)
+
+
+def test_fold_between_encoded_word_and_text_keeps_its_space() -> None:
+    data = event(FOLDED_MIXED)
+    assert data.subject == "Tür offen – Temperatur 23 °C ✓ 温度"
+    assert data.sender_name == "Gaëlle Lévy"
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        # Python's email folds these right after an encoded word.
+        "Alarme : porte du garage ouverte – détectée à 23 h 10 par le capteur numéro 4",
+        "Tür offen – Temperatur im Keller über dreiundzwanzig Grad gemessen",
+    ],
+)
+def test_subject_written_by_python_email_round_trips(subject: str) -> None:
+    msg = EmailMessage(policy=policy.SMTP)
+    msg["From"] = "alarme@example.fr"
+    msg["Subject"] = subject
+    msg.set_content("ok")
+    assert event(msg.as_bytes()).subject == subject
+
+
+def test_encoded_words_side_by_side_join_without_space() -> None:
+    raw = b"Subject: =?utf-8?q?Gr=C3=BC?=\r\n =?utf-8?q?=C3=9Fe?= aus\r\n\r\nx\r\n"
+    assert event(raw).subject == "Grüße aus"
+
+
+def test_8bit_body_keeps_every_character() -> None:
+    text = "Grüße aus dem Keller – 23 °C, l’alarme, 5 €, œuvre ✓ 🚪"
+    raw = (
+        b"From: a@example.fr\r\nSubject: t\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: 8bit\r\n\r\n" + text.encode() + b"\r\n"
+    )
+    assert event(raw).text == text
+
+
+def test_8bit_latin1_body_uses_its_charset() -> None:
+    raw = (
+        b"From: a@example.fr\r\nSubject: t\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=iso-8859-15\r\n"
+        b"Content-Transfer-Encoding: 8bit\r\n\r\n" + "5 € l'œuvre".encode("iso-8859-15")
+    )
+    assert event(raw).text == "5 € l'œuvre"

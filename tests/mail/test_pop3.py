@@ -29,7 +29,12 @@ from custom_components.mail_relay.mail.pop3 import (
     Retention,
 )
 from tests.mailserver import DovecotServer, MailUser
-from tests.mailserver.dovecot import make_message
+from tests.mailserver.dovecot import (
+    NON_ASCII_SUBJECT,
+    NON_ASCII_TEXT,
+    make_message,
+    non_ascii_message,
+)
 from tests.mailserver.ports import free_port
 
 DAY = 86400.0
@@ -307,6 +312,16 @@ async def test_cancelled_poll_commits_nothing(
     again = Recorder()
     assert await poller.poll_once(again) == PollResult(count=0, new=1, deleted=2)
     assert again.subjects == ["stuck"]
+
+
+async def test_non_ascii_subject_and_8bit_body_arrive_intact(
+    dovecot: DovecotServer, mail_user: MailUser, trust_test_cert: Path
+) -> None:
+    dovecot.deliver(mail_user, non_ascii_message(mail_user.address))
+    seen = Recorder()
+    await make_poller(dovecot, mail_user, Pop3State()).poll_once(seen)
+    assert seen.subjects == [NON_ASCII_SUBJECT]
+    assert seen.events[0].text == NON_ASCII_TEXT
 
 
 async def test_pop3s_stls_and_clear_text_each_work(

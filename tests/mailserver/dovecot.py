@@ -137,6 +137,28 @@ def make_message(
     return msg.as_bytes()
 
 
+# French text as mail programs send it today: a folded subject of encoded
+# words and plain text, and an 8-bit UTF-8 body.
+NON_ASCII_SUBJECT = "Tür offen – Temperatur 23 °C ✓ 温度"
+NON_ASCII_TEXT = "Grüße aus dem Keller – 23 °C, l’alarme, 5 €, œuvre 🚪"
+
+
+def non_ascii_message(to: str) -> bytes:
+    """Return a message with NON_ASCII_SUBJECT and an 8-bit NON_ASCII_TEXT body."""
+    return (
+        (
+            f"From: =?utf-8?q?Ga=C3=ABlle?= <gaelle@example.fr>\r\nTo: {to}\r\n"
+            "Subject: =?utf-8?q?T=C3=BCr_offen_=E2=80=93?=\r\n"
+            " Temperatur 23 =?utf-8?b?wrBDIOKckyDmuKnluqY=?=\r\n"
+            f"Message-ID: <{secrets.token_hex(8)}@example.fr>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: 8bit\r\n\r\n"
+        ).encode()
+        + NON_ASCII_TEXT.encode()
+        + b"\r\n"
+    )
+
+
 class DovecotServer:
     """One Dovecot instance: IMAP(+STARTTLS), IMAPS, POP3(+STLS), POP3S and LMTP.
 

@@ -99,18 +99,20 @@ def decode_header_value(value: str | None) -> str:
     """Decode RFC 2047 encoded-words; unknown charsets degrade, never raise."""
     if not value:
         return ""
-    raw = str(value)
+    # Unfold first: the whitespace of a fold between an encoded word and plain
+    # text is part of the text (RFC 2047, 6.2); decode_header would drop it.
+    raw = _unfold(str(value))
     try:
         parts = decode_header(raw)
     except (ValueError, binascii.Error, AssertionError):
-        return _unfold(raw)
+        return raw
     out: list[str] = []
     for chunk, charset in parts:
         if isinstance(chunk, bytes):
             out.append(_decode_bytes(chunk, charset))
         else:
             out.append(chunk)
-    return _unfold("".join(out))
+    return "".join(out).strip()
 
 
 def _unfold(value: str) -> str:
@@ -283,6 +285,30 @@ def body_text(
     return text.replace("\r\n", "\n").strip()
 
 
+def _payload_bytes(part: Message) -> bytes:
+    """Return a part's payload as the bytes the server sent, before any decoding.
+
+    Base64 and quoted-printable bodies are ASCII. An 8-bit body comes back from
+    the parser already decoded with its declared charset (unknown bytes lost),
+    so its bytes are taken from ``get_payload(decode=True)``, which for 8bit and
+    binary parts returns them unchanged; the part's charset then decodes them
+    (Latin-1 would turn the euro sign, typographic quotes or emoji into '?').
+    """
+    raw = part.get_payload(decode=False)
+    if not isinstance(raw, str):
+        return b""
+    try:
+        return raw.encode("ascii")
+    except UnicodeEncodeError:
+        pass
+    encoding = str(part.get("Content-Transfer-Encoding") or "").strip().lower()
+    if encoding in {"base64", "quoted-printable"}:
+        # 8-bit bytes have no place in these; what decodes is kept.
+        return raw.encode("ascii", "replace")
+    data = part.get_payload(decode=True)
+    return data if isinstance(data, bytes) else raw.encode("utf-8", "replace")
+
+
 def _walk_message(msg: Message) -> tuple[str, list[Attachment]]:
     """Find the best text and the attachments of a parsed message."""
     plain: str | None = None
@@ -296,8 +322,7 @@ def _walk_message(msg: Message) -> tuple[str, list[Attachment]]:
         disposition = (
             (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
         )
-        raw = part.get_payload(decode=False)
-        payload = raw.encode("latin-1", "replace") if isinstance(raw, str) else b""
+        payload = _payload_bytes(part)
         if disposition == "attachment" or (filename and not ctype.startswith("text/")):
             decoded = decode_transfer(payload, part.get("Content-Transfer-Encoding"))
             attachments.append(
