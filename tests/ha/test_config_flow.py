@@ -7,6 +7,7 @@ import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from homeassistant import config_entries
@@ -434,14 +435,9 @@ async def test_reauth_hints_at_app_passwords(
     mail_user: MailUser,
     entry_factory: Callable[..., MockConfigEntry],
 ) -> None:
-    entry = entry_factory(mail_user, smtp_security=None)
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        title=entry.title,
-        unique_id=entry.unique_id,
-        data={**entry.data, CONF_PROVIDER: "yahoo", CONF_SOURCE: "preset"},
+    entry = _receive_only_entry(
+        hass, entry_factory, mail_user, {CONF_PROVIDER: "yahoo", CONF_SOURCE: "preset"}
     )
-    entry.add_to_hass(hass)
     result = await entry.start_reauth_flow(hass)
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {CONF_PASSWORD: "wrong"}
@@ -515,6 +511,34 @@ async def _logins(
     return len(dovecot.logins(user))
 
 
+def _receive_only_entry(
+    hass: HomeAssistant,
+    entry_factory: Callable[..., MockConfigEntry],
+    user: MailUser,
+    extra: dict[str, Any],
+) -> MockConfigEntry:
+    """Add an IMAP entry without SMTP whose data also holds ``extra``."""
+    entry = entry_factory(user, smtp_security=None)
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title=entry.title,
+        unique_id=entry.unique_id,
+        data={**entry.data, **extra},
+    )
+    entry.add_to_hass(hass)
+    return entry
+
+
+async def _assert_reloaded_once(
+    hass: HomeAssistant, dovecot: DovecotServer, user: MailUser, entry: MockConfigEntry
+) -> None:
+    """One login by the flow (or options) and one by the reloaded account, loaded."""
+    await hass.async_block_till_done()
+    # The user's first session, then two: a second reload would make it four.
+    assert await _logins(hass, dovecot, user, 3) == 3
+    assert entry.state is ConfigEntryState.LOADED
+
+
 @pytest.fixture
 async def loaded_entry(
     hass: HomeAssistant,
@@ -553,9 +577,7 @@ async def test_reconfigure_reloads_once(
         ),
     )
     assert result["reason"] == "reconfigure_successful"
-    await hass.async_block_till_done()
-    assert await _logins(hass, dovecot, mail_user, 3) == 3
-    assert loaded_entry.state is ConfigEntryState.LOADED
+    await _assert_reloaded_once(hass, dovecot, mail_user, loaded_entry)
     assert loaded_entry.runtime_data.incoming.port == dovecot.imap_port
 
 
@@ -572,10 +594,8 @@ async def test_reauth_reloads_once(
         result["flow_id"], {CONF_PASSWORD: changed.password}
     )
     assert result["reason"] == "reauth_successful"
-    await hass.async_block_till_done()
     # The login test with the new password, then one reloaded session.
-    assert await _logins(hass, dovecot, mail_user, 3) == 3
-    assert loaded_entry.state is ConfigEntryState.LOADED
+    await _assert_reloaded_once(hass, dovecot, mail_user, loaded_entry)
     assert loaded_entry.runtime_data.incoming.password == changed.password
 
 
@@ -593,10 +613,8 @@ async def test_options_change_reloads_once(
         result["flow_id"], {CONF_FOLDER: "INBOX", CONF_POLL_INTERVAL: 600}
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    await hass.async_block_till_done()
-    assert await _logins(hass, dovecot, mail_user, 3) == 3
+    await _assert_reloaded_once(hass, dovecot, mail_user, loaded_entry)
     assert loaded_entry.runtime_data.coordinator is not before
-    assert loaded_entry.state is ConfigEntryState.LOADED
     assert loaded_entry.runtime_data.coordinator.options[CONF_POLL_INTERVAL] == 600
 
 
@@ -658,14 +676,9 @@ async def test_reconfigure_keeps_the_certificate_choice(
     mail_user: MailUser,
     entry_factory: Callable[..., MockConfigEntry],
 ) -> None:
-    entry = entry_factory(mail_user, smtp_security=None)
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        title=entry.title,
-        unique_id=entry.unique_id,
-        data={**entry.data, CONF_VERIFY_SSL: False},
+    entry = _receive_only_entry(
+        hass, entry_factory, mail_user, {CONF_VERIFY_SSL: False}
     )
-    entry.add_to_hass(hass)
     result = await entry.start_reconfigure_flow(hass)
     tls = _tls_section(result)
     assert tls({}) == {CONF_VERIFY_SSL: False}
