@@ -45,6 +45,8 @@ homeassistant:
   elevation: 35
 
 frontend:
+# The automation editor saves to automations.yaml (written empty below).
+automation: !include automations.yaml
 {http}
 # Mail Relay asks this ISP database instead of Mozilla's (README, Setup).
 mail_relay:
@@ -184,6 +186,9 @@ class HomeAssistantProcess:
         (self.config_dir / "configuration.yaml").write_text(
             CONFIGURATION.format(http=http_yaml, ispdb_url=self.ispdb_url)
         )
+        automations = self.config_dir / "automations.yaml"
+        if not automations.exists():
+            automations.write_text("[]\n")
         (storage / "onboarding").write_text(json.dumps(ONBOARDING_STORE))
         if http_store is not None:
             (storage / "http").write_text(json.dumps(http_store))
