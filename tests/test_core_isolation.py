@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-CORE = Path(__file__).parent.parent / "custom_components" / "mail_relay" / "mail"
+ROOT = Path(__file__).parent.parent
+CORE = ROOT / "custom_components" / "mail_relay" / "mail"
+CLI = ROOT / "mail_relay_cli"
 
 
 def test_core_sources_do_not_import_homeassistant() -> None:
@@ -31,12 +33,17 @@ def test_core_sources_do_not_import_homeassistant() -> None:
     assert len(list(CORE.rglob("*.py"))) >= 4
 
 
-def test_importing_core_loads_no_homeassistant_module() -> None:
+def test_importing_core_and_cli_loads_no_homeassistant_module() -> None:
     modules = sorted(
         "custom_components.mail_relay.mail." + p.stem
         for p in CORE.glob("*.py")
         if p.stem != "__init__"
+    ) + sorted(
+        "mail_relay_cli." + p.stem
+        for p in CLI.glob("*.py")
+        if p.stem not in ("__init__", "__main__")
     )
+    assert "mail_relay_cli.app" in modules
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"
@@ -48,7 +55,7 @@ def test_importing_core_loads_no_homeassistant_module() -> None:
     prelude = "import mail_relay_cli\nmail_relay_cli._bare_parents()\n"
     result = subprocess.run(
         [sys.executable, "-c", prelude + code],
-        cwd=CORE.parent.parent.parent,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,

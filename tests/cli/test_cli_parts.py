@@ -8,14 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from custom_components.mail_relay.mail.cli import (
-    CliError,
-    Exit,
-    Masker,
-    StateFile,
-    load_config,
-    write_atomically,
-)
+from mail_relay_cli.config import load_config
+from mail_relay_cli.errors import CliError, Exit
+from mail_relay_cli.state import StateFile, write_atomically
+from mail_relay_cli.wire import Masker
 
 
 def test_masker_hides_the_password_in_every_form_it_travels_in() -> None:
