@@ -17,6 +17,7 @@ from .account import SECURITY_LABELS, Account, resolve_servers, warn_insecure
 from .errors import CliError, Exit, explain
 from .output import say
 from .passwords import PasswordSource, add_password
+from .wire import tracer
 
 IMAP_NOTABLE = ("IDLE", "MOVE", "UIDPLUS", "CONDSTORE", "LITERAL+", "SPECIAL-USE")
 
@@ -42,7 +43,7 @@ def describe(settings: ServerSettings) -> str:
 
 async def check_imap(settings: ServerSettings, io_timeout: float) -> list[str]:
     """Log in, list capabilities and folders; return report lines."""
-    client = await imap_login(settings, io_timeout)
+    client = await imap_login(settings, io_timeout, tracer())
     try:
         caps = sorted(client.capabilities)
         folders = await client.list_folders()
@@ -66,7 +67,7 @@ async def check_imap(settings: ServerSettings, io_timeout: float) -> list[str]:
 
 async def check_pop3(settings: ServerSettings, io_timeout: float) -> list[str]:
     """Log in once; return report lines with the capabilities."""
-    caps = (await pop3_login(settings, io_timeout)).capabilities
+    caps = (await pop3_login(settings, io_timeout, tracer())).capabilities
     if caps is None:
         return ["  capabilities: (the server does not answer CAPA)"]
     names = sorted(" ".join([k, *v]) for k, v in caps.items())
@@ -78,7 +79,7 @@ async def check_pop3(settings: ServerSettings, io_timeout: float) -> list[str]:
 
 async def check_smtp(settings: ServerSettings, io_timeout: float) -> list[str]:
     """Connect, secure and log in; return report lines with the extensions."""
-    extensions = await smtp_login(settings, io_timeout)
+    extensions = await smtp_login(settings, io_timeout, tracer())
     names = sorted(
         (f"{k.upper()} {v}".strip() for k, v in extensions.items()), key=str.lower
     )

@@ -16,6 +16,7 @@ from .account import resolve_servers, warn_insecure
 from .errors import Exit, explain, usage_error
 from .output import say
 from .passwords import PasswordSource, add_password
+from .wire import tracer
 
 
 def _read_file(path: str) -> bytes:
@@ -70,7 +71,7 @@ async def cmd_send(args: argparse.Namespace) -> int:
         reply_to=args.reply_to or [],
         attachments=attachments,
     )
-    sender = SmtpSender(account.smtp, timeout=args.timeout)
+    sender = SmtpSender(account.smtp, timeout=args.timeout, trace=tracer())
     try:
         result = await sender.send(mail)
     except MailError as err:

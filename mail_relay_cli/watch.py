@@ -27,6 +27,7 @@ from .config import watch_accounts
 from .errors import FATAL, CliError, Exit, explain
 from .output import Output, say
 from .state import StateFile, state_key
+from .wire import tracer
 
 STOP_GRACE = 10.0  # seconds a poll in flight may take to finish at Ctrl-C
 
@@ -118,6 +119,7 @@ class ImapRunner(Runner):
             mark_seen=self.account.mark_seen,
             backoff_max=60.0,
             timeout=self._timeout,
+            trace=tracer(),
         )
         try:
             await self.watcher.connect_once()
@@ -200,6 +202,7 @@ class Pop3Runner(Runner):
             include_headers=self.account.include_headers,
             ssl_context=await ssl_context(self.settings),
             timeout=self._timeout,
+            trace=tracer(),
         )
         try:
             await self._poll()

@@ -61,3 +61,111 @@ def test_importing_core_and_cli_loads_no_homeassistant_module() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- nothing outside mail/ uses a private name of mail/ -----------------------
+
+MAIL = "custom_components.mail_relay.mail"
+
+
+def _is_mail(module: str) -> bool:
+    return module == MAIL or module.startswith(MAIL + ".")
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_mail_uses(source: str, package: str) -> list[str]:
+    """Imports and attribute reads of private ``mail`` names in one module.
+
+    ``package`` is the module's package, for relative imports. Names bound
+    to something of ``mail`` (a module, a class) are followed into attribute
+    chains: ``imap._Protocol``, ``ImapClient._login``.
+    """
+    tree = ast.parse(source)
+    bound: set[str] = set()
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            if node.level:
+                base = base[: len(base) - node.level + 1]
+                module = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                module = node.module or ""
+            for alias in node.names:
+                if _is_mail(module) and _private(alias.name):
+                    found.append(
+                        f"line {node.lineno}: from {module} import {alias.name}"
+                    )
+                if _is_mail(f"{module}.{alias.name}"):
+                    bound.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if _is_mail(alias.name):
+                    if any(_private(part) for part in alias.name.split(".")):
+                        found.append(f"line {node.lineno}: import {alias.name}")
+                    bound.add(alias.asname or alias.name.split(".")[0])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            root: ast.expr = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if (
+                isinstance(root, ast.Name)
+                and root.id in bound
+                and (
+                    root.id != "custom_components" or _is_mail(ast.unparse(node.value))
+                )
+            ):
+                found.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_scan_finds_private_uses() -> None:
+    adapter = "custom_components.mail_relay"
+    bad = (
+        "from .mail.pop3 import _Client\n"
+        "from .mail import imap\n"
+        "from .mail.imap import ImapClient\n"
+        "import custom_components.mail_relay.mail.smtp as smtp\n"
+        "imap._Protocol, ImapClient._login, smtp._Wire, imap.quote, imap.__name__\n"
+        "import custom_components.mail_relay.mail.pop3\n"
+        "from custom_components.mail_relay import mail\n"
+        "custom_components.mail_relay.mail.pop3._Client, mail.imap._Protocol\n"
+        "custom_components.mail_relay._setup\n"
+    )
+    assert private_mail_uses(bad, adapter) == [
+        "line 1: from custom_components.mail_relay.mail.pop3 import _Client",
+        "line 5: imap._Protocol",
+        "line 5: ImapClient._login",
+        "line 5: smtp._Wire",
+        "line 8: custom_components.mail_relay.mail.pop3._Client",
+        "line 8: mail.imap._Protocol",
+    ]
+    ok = "from .mail.imap import ImapClient\nfrom .coordinator import _x\nself._y\n"
+    assert private_mail_uses(ok, adapter) == []
+
+
+def test_nothing_outside_mail_uses_a_private_name_of_mail() -> None:
+    files = [
+        *(
+            p
+            for p in (ROOT / "custom_components").rglob("*.py")
+            if CORE not in p.parents
+        ),
+        *CLI.rglob("*.py"),
+        *(ROOT / "bench").rglob("*.py"),
+    ]
+    offenders = []
+    for path in files:
+        relative = path.relative_to(ROOT).with_suffix("")
+        parts = relative.parts if relative.name == "__init__" else relative.parts[:-1]
+        package = ".".join(p for p in parts if p != "__init__")
+        offenders += [
+            f"{path.relative_to(ROOT)} {use}"
+            for use in private_mail_uses(path.read_text(), package)
+        ]
+    assert len(files) > 20
+    assert offenders == []
