@@ -39,6 +39,16 @@ def secret_forms(username: str, password: str) -> list[bytes]:
     ]
 
 
+@pytest.fixture
+def user(dovecot: DovecotServer, trust_test_cert: Path) -> MailUser:
+    """A mailbox whose password needs quoting in IMAP."""
+    return dovecot.add_user(password=PASSWORD)
+
+
+def starttls(host: str, port: int, user: str, password: str) -> ServerSettings:
+    return ServerSettings(host, port, Security.STARTTLS, user, password)
+
+
 def assert_no_secret(wire: Wire, username: str, password: str) -> None:
     seen = wire.all()
     assert seen
@@ -58,14 +68,12 @@ def test_masked_auth_keeps_only_the_mechanism() -> None:
 
 
 async def test_imap_login_masked_and_idle_shown(
-    dovecot: DovecotServer, trust_test_cert: Path
+    dovecot: DovecotServer, user: MailUser
 ) -> None:
-    user = dovecot.add_user(password=PASSWORD)
-    settings = ServerSettings(
-        "127.0.0.1", dovecot.imap_port, Security.STARTTLS, user.address, PASSWORD
-    )
     wire = Wire()
-    client = await imap_login(settings, 10, wire)
+    client = await imap_login(
+        starttls("127.0.0.1", dovecot.imap_port, user.address, PASSWORD), 10, wire
+    )
     try:
         await client.select("INBOX", readonly=True)
         assert await client.idle_wait(0.3) is False
@@ -87,14 +95,12 @@ async def test_imap_login_masked_and_idle_shown(
 
 
 async def test_pop3_auth_plain_and_pass_masked(
-    dovecot: DovecotServer, trust_test_cert: Path
+    dovecot: DovecotServer, user: MailUser
 ) -> None:
-    user = dovecot.add_user(password=PASSWORD)
-    settings = ServerSettings(
-        "127.0.0.1", dovecot.pop3_port, Security.STARTTLS, user.address, PASSWORD
-    )
     wire = Wire()
-    await pop3_login(settings, 10, wire)
+    await pop3_login(
+        starttls("127.0.0.1", dovecot.pop3_port, user.address, PASSWORD), 10, wire
+    )
     sent = wire.sent()
     assert b"STLS\r\nCAPA\r\n" in sent
     assert b"AUTH PLAIN\r\n****\r\n" in sent  # the SASL answer is masked
@@ -115,16 +121,10 @@ async def test_pop3_auth_plain_and_pass_masked(
 async def test_smtp_auth_plain_and_login_masked_then_mail_shown(
     smtp_server: SmtpServer, mail_user: MailUser, trust_test_cert: Path
 ) -> None:
-    settings = ServerSettings(
-        smtp_server.host,
-        smtp_server.starttls_port,
-        Security.STARTTLS,
-        mail_user.address,
-        PASSWORD,  # wrong: aiosmtplib tries PLAIN, then LOGIN
-    )
+    host, port = smtp_server.host, smtp_server.starttls_port
     wire = Wire()
-    with pytest.raises(AuthError):
-        await smtp_login(settings, 10, wire)
+    with pytest.raises(AuthError):  # a wrong password: PLAIN is tried, then LOGIN
+        await smtp_login(starttls(host, port, mail_user.address, PASSWORD), 10, wire)
     sent = wire.sent()
     assert sent.startswith(b"EHLO ")
     assert b"STARTTLS\r\n" in sent
@@ -139,14 +139,7 @@ async def test_smtp_auth_plain_and_login_masked_then_mail_shown(
     # After the login, the rest of the conversation is shown as it is.
     right = Wire()
     sender = SmtpSender(
-        ServerSettings(
-            smtp_server.host,
-            smtp_server.starttls_port,
-            Security.STARTTLS,
-            mail_user.address,
-            mail_user.password,
-        ),
-        trace=right,
+        starttls(host, port, mail_user.address, mail_user.password), trace=right
     )
     try:
         await sender.send(
