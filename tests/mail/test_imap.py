@@ -38,6 +38,7 @@ from custom_components.mail_relay.mail.imap import (
 from custom_components.mail_relay.mail.message import MailEvent, body_text
 from custom_components.mail_relay.mail.models import Security, ServerSettings
 from custom_components.mail_relay.mail.tls import create_ssl_context
+from tests.mail.wire import Wire
 from tests.mailserver import DovecotServer, MailUser
 from tests.mailserver.dovecot import (
     NON_ASCII_SUBJECT,
@@ -337,13 +338,13 @@ async def test_huge_message_downloads_little(
 
     raw = await asyncio.to_thread(build)
     assert len(raw) > 20_000_000
-    counted: list[int] = []
+    counted = Wire()
     sink = Sink()
     watcher = make_watcher(
         settings_for(dovecot, mail_user),
         sink,
         tls_context,
-        byte_counter=counted.append,
+        trace=counted,
     )
     async with running(watcher):
         await deliver(dovecot, mail_user, raw)
@@ -361,7 +362,7 @@ async def test_huge_message_downloads_little(
     # Sizes are estimated from the base64 size in BODYSTRUCTURE.
     assert abs(event.attachments[0].size - 10_000_000) < 10_000
     assert abs(event.attachments[1].size - 5_000_000) < 5_000
-    total = sum(counted)
+    total = counted.received
     assert total < 64 * 1024
     print(f"\n20 MB message: {total} bytes read for the whole session")
 

@@ -28,6 +28,7 @@ from custom_components.mail_relay.mail.pop3 import (
     Pop3State,
     Retention,
 )
+from tests.mail.wire import Wire
 from tests.mailserver import DovecotServer, MailUser
 from tests.mailserver.dovecot import (
     NON_ASCII_SUBJECT,
@@ -70,12 +71,9 @@ class Recorder:
         return [e.subject for e in self.events]
 
 
-class Bytes:
-    def __init__(self) -> None:
-        self.total = 0
-
-    def __call__(self, n: int) -> None:
-        self.total += n
+def sent_verbs(wire: Wire) -> list[str]:
+    """The first word of every command line the client sent."""
+    return [line.split()[0] for line in wire.sent().decode().splitlines()]
 
 
 def make_poller(
@@ -131,8 +129,8 @@ async def test_new_mail_reported_once_then_only_uidl(
     dovecot: DovecotServer, mail_user: MailUser, trust_test_cert: Path
 ) -> None:
     dovecot.deliver(mail_user, [make_message(f"hello {i}") for i in range(3)])
-    counted = Bytes()
-    poller = make_poller(dovecot, mail_user, Pop3State(), byte_counter=counted)
+    counted = Wire()
+    poller = make_poller(dovecot, mail_user, Pop3State(), trace=counted)
     seen = Recorder()
 
     first = await poller.poll_once(seen)
@@ -143,12 +141,12 @@ async def test_new_mail_reported_once_then_only_uidl(
     assert sorted(poller.state.seen) == sorted(e.uid for e in seen.events)
     assert all(e.size and e.size > 100 for e in seen.events)
     assert seen.events[0].text == "Hello from the test server."
-    bytes_first = counted.total
+    bytes_first = counted.received
 
     second = await poller.poll_once(seen)
-    bytes_second = counted.total - bytes_first
+    bytes_second = counted.received - bytes_first
     third = await poller.poll_once(seen)
-    bytes_third = counted.total - bytes_first - bytes_second
+    bytes_third = counted.received - bytes_first - bytes_second
     assert second == third == PollResult(count=3, new=0, deleted=0)
     assert len(seen.events) == 3
 
@@ -406,10 +404,9 @@ async def test_user_pass_when_server_lists_no_sasl_plain(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Dovecot always offers SASL PLAIN; hide it from CAPA to take the
-    # USER/PASS path against the real server, and spy on the command verbs.
+    # USER/PASS path against the real server; the trace shows the verbs.
     real_caps = pop3_module._Client.capabilities
-    real_send = pop3_module._Client.send
-    verbs: list[str] = []
+    wire = Wire()
 
     def without_sasl(self: pop3_module._Client) -> dict[str, list[str]] | None:
         caps = real_caps(self)
@@ -417,16 +414,12 @@ async def test_user_pass_when_server_lists_no_sasl_plain(
         caps.pop("SASL", None)
         return caps
 
-    def spy(self: pop3_module._Client, line: str) -> None:
-        verbs.append(line.split()[0])
-        real_send(self, line)
-
     monkeypatch.setattr(pop3_module._Client, "capabilities", without_sasl)
-    monkeypatch.setattr(pop3_module._Client, "send", spy)
     dovecot.deliver(mail_user, make_message("by user/pass"))
     seen = Recorder()
-    await make_poller(dovecot, mail_user, Pop3State()).poll_once(seen)
+    await make_poller(dovecot, mail_user, Pop3State(), trace=wire).poll_once(seen)
     assert seen.subjects == ["by user/pass"]
+    verbs = sent_verbs(wire)
     assert "USER" in verbs
     assert "PASS" in verbs
     assert "AUTH" not in verbs
@@ -436,17 +429,10 @@ async def test_auth_plain_when_offered(
     dovecot: DovecotServer,
     mail_user: MailUser,
     trust_test_cert: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real_send = pop3_module._Client.send
-    verbs: list[str] = []
-
-    def spy(self: pop3_module._Client, line: str) -> None:
-        verbs.append(line.split()[0])
-        real_send(self, line)
-
-    monkeypatch.setattr(pop3_module._Client, "send", spy)
-    await make_poller(dovecot, mail_user, Pop3State()).check_login()
+    wire = Wire()
+    await make_poller(dovecot, mail_user, Pop3State(), trace=wire).check_login()
+    verbs = sent_verbs(wire)
     # CAPA, AUTH PLAIN, the base64 token, QUIT: no USER/PASS.
     assert len(verbs) == 4
     assert (verbs[0], verbs[1], verbs[3]) == ("CAPA", "AUTH", "QUIT")
@@ -457,7 +443,7 @@ async def test_retr_fallback_reads_at_most_the_cap(
 ) -> None:
     body = "\n".join(f"line {i} " + "x" * 70 for i in range(5000))  # ~400 KB
     dovecot.deliver(mail_user, make_message("big one", body=body))
-    counted = Bytes()
+    counted = Wire()
     poller = make_poller(
         dovecot,
         mail_user,
@@ -465,7 +451,7 @@ async def test_retr_fallback_reads_at_most_the_cap(
         use_top=False,
         retr_cap=16 * 1024,
         text_limit=100_000,
-        byte_counter=counted,
+        trace=counted,
     )
     seen = Recorder()
     await poller.poll_once(seen)
@@ -475,7 +461,7 @@ async def test_retr_fallback_reads_at_most_the_cap(
     assert event.size > 400_000  # the real size, from LIST
     assert event.text.startswith("line 0 ")
     assert len(event.text) < 16 * 1024  # only the capped part was kept
-    assert counted.total > 400_000  # RETR has no partial form: the rest was read
+    assert counted.received > 400_000  # RETR has no partial form: the rest was read
     line = (await logouts(dovecot, mail_user, 1))[0]
     assert traffic(line) == {"top": 0, "retr": 1, "del": 0}
 
@@ -529,12 +515,12 @@ async def test_large_maildrop_nothing_new(
     dovecot: DovecotServer, mail_user: MailUser, trust_test_cert: Path
 ) -> None:
     await asyncio.to_thread(dovecot.fill_maildir, mail_user, 5000)
-    counted = Bytes()
-    poller = make_poller(dovecot, mail_user, None, byte_counter=counted)
+    counted = Wire()
+    poller = make_poller(dovecot, mail_user, None, trace=counted)
     seen = Recorder()
     assert await poller.poll_once(seen) == PollResult(count=5000, new=0, deleted=0)
     assert len(poller.state.seen) == 5000
-    before = counted.total
+    before = counted.received
 
     started = time.perf_counter()
     result = await poller.poll_once(seen)
@@ -545,7 +531,7 @@ async def test_large_maildrop_nothing_new(
     assert all("top=0/0, retr=0/0" in line for line in lines)
     print(
         f"\nPOP3 poll of 5,000 messages, nothing new: {elapsed * 1000:.0f} ms, "
-        f"{counted.total - before} bytes received"
+        f"{counted.received - before} bytes received"
     )
 
     dovecot.deliver(mail_user, make_message("needle"))

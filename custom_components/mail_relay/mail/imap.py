@@ -5,7 +5,10 @@ that must never hang or lose mail are ours: STARTTLS (aioimaplib has none),
 LOGIN without the password ever entering a log or an exception text, timeouts
 on every wait, pending commands failed at once when the connection drops
 (aioimaplib would leave them waiting forever after a BYE), and a tolerant
-parser for FETCH responses and BODYSTRUCTURE.
+parser for FETCH responses and BODYSTRUCTURE. This is the one module that
+touches aioimaplib's private names (``_untagged_response``, a command's
+``_event`` and ``_exception``); hosts see the wire through the public trace
+hook (``trace``), with the LOGIN password masked where the line is built.
 
 Messages are tracked by UID and UIDVALIDITY with a high-water mark: each
 change runs ``UID SEARCH UID mark+1:*`` and fetches headers, structure and
@@ -52,6 +55,7 @@ from .message import (
 )
 from .models import Security, ServerSettings
 from .tls import create_ssl_context, shrink_read_buffer
+from .trace import MASK, RECV, SEND, Trace
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -479,16 +483,16 @@ class _ConnectionLostError(Exception):
 
 
 class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
-    """aioimaplib's protocol, counting bytes and noting new-mail hints."""
+    """aioimaplib's protocol, tracing the wire and noting new-mail hints."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         on_lost: Callable[[Exception | None], None],
-        byte_counter: Callable[[int], None] | None,
+        trace: Trace | None,
     ) -> None:
         super().__init__(loop, on_lost)
-        self.byte_counter = byte_counter
+        self.trace = trace
         self.bytes_received = 0
         # Set when the server announced new mail outside IDLE (aioimaplib drops
         # such untagged answers); the watcher searches again before idling.
@@ -496,9 +500,15 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
 
     def data_received(self, d: bytes) -> None:
         self.bytes_received += len(d)
-        if self.byte_counter is not None:
-            self.byte_counter(len(d))
+        if self.trace is not None:
+            self.trace("imap", RECV, d)
         super().data_received(d)
+
+    def send(self, line: str, scrub: str | None = None) -> None:
+        """Send a command line (never one with credentials: see ``_login``)."""
+        if self.trace is not None:
+            self.trace("imap", SEND, line.encode() + b"\r\n")
+        super().send(line, scrub)
 
     def _untagged_response(self, line: bytes) -> Any:  # noqa: ANN401
         if _NEW_MAIL.match(line):
@@ -540,9 +550,9 @@ class ImapClient:
         *,
         ssl_context: ssl.SSLContext | None,
         timeout: float = 30.0,
-        byte_counter: Callable[[int], None] | None = None,
+        trace: Trace | None = None,
     ) -> None:
-        """Prepare; ``connect()`` opens the connection."""
+        """Prepare; ``connect()`` opens the connection; ``trace``: see ``trace``."""
         self.settings = settings
         self.timeout = timeout
         self.capabilities: set[str] = set()
@@ -550,7 +560,7 @@ class ImapClient:
         self.uidvalidity: int | None = None
         self.idle_rounds = 0  # IDLE commands issued, for diagnostics and tests
         self._ssl_context = ssl_context
-        self._byte_counter = byte_counter
+        self._trace = trace
         self._proto: _Protocol | None = None
         self._lost = asyncio.Event()
         self._broken = False
@@ -582,7 +592,7 @@ class ImapClient:
         """
         settings = self.settings
         loop = asyncio.get_running_loop()
-        proto = _Protocol(loop, lambda _exc: None, self._byte_counter)
+        proto = _Protocol(loop, lambda _exc: None, self._trace)
         proto.conn_lost_cb = lambda exc: self._connection_lost(proto, exc)
         self._proto = proto
         self._lost.clear()
@@ -671,10 +681,10 @@ class ImapClient:
             "LOGIN", proto.new_tag(), loop=proto.loop, timeout=self.timeout
         )
         proto.pending_sync_command = command
-        line = (
-            f"{command.tag} LOGIN {self._login_arg(settings.username, caps)} "
-            f"{self._login_arg(settings.password, caps)}\r\n"
-        )
+        start = f"{command.tag} LOGIN {self._login_arg(settings.username, caps)} "
+        if self._trace is not None:
+            self._trace("imap", SEND, f"{start}{MASK}\r\n".encode())
+        line = f"{start}{self._login_arg(settings.password, caps)}\r\n"
         proto.transport.write(line.encode())
         with self._errors("login"):
             async with asyncio.timeout(self.timeout):
@@ -1367,7 +1377,7 @@ class ImapWatcher:
         backoff_initial: float = 1.0,
         backoff_max: float = 300.0,
         timeout: float = 30.0,
-        byte_counter: Callable[[int], None] | None = None,
+        trace: Trace | None = None,
     ) -> None:
         """Configure; nothing connects before ``connect_once()`` or ``run()``."""
         self.settings = settings
@@ -1395,7 +1405,7 @@ class ImapWatcher:
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._timeout = timeout
-        self._byte_counter = byte_counter
+        self._trace = trace
         self._client: ImapClient | None = None
 
     # -- status ---------------------------------------------------------------
@@ -1443,7 +1453,7 @@ class ImapWatcher:
             self.settings,
             ssl_context=self._ssl_context,
             timeout=self._timeout,
-            byte_counter=self._byte_counter,
+            trace=self._trace,
         )
         try:
             await client.connect()

@@ -58,6 +58,7 @@ from .errors import (
 from .message import MailEvent, event_from_message
 from .models import Security, ServerSettings
 from .tls import create_ssl_context
+from .trace import MASK, RECV, SEND, Trace
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -111,18 +112,23 @@ class _ServerError(Exception):
 
 
 class _Client(poplib.POP3):
-    """``poplib.POP3`` with byte counting, bounded reads and AUTH PLAIN.
+    """``poplib.POP3`` with the wire traced, bounded reads and AUTH PLAIN.
 
     poplib's own multi-line reader keeps every line in memory and refuses lines
     longer than 2 KB (which real HTML mail has), so responses are read here.
     """
 
-    bytes_in = 0  # class default: the greeting is read inside __init__
-    bytes_reported = 0
     has_top = True
 
-    def __init__(self, host: str, port: int, **kwargs: Any) -> None:  # noqa: ANN401
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        trace: Trace | None,
+        **kwargs: Any,  # noqa: ANN401
+    ) -> None:
         """Connect and read the greeting; never leak the socket if that fails."""
+        self.trace = trace  # before poplib reads the greeting
         try:
             super().__init__(host, port, **kwargs)
         except BaseException:
@@ -143,20 +149,30 @@ class _Client(poplib.POP3):
         line = self.file.readline(_MAX_STATUS_LINE + 1)
         if not line:
             raise ConnectError("The POP3 server closed the connection")
-        self.bytes_in += len(line)
+        if self.trace is not None:
+            self.trace("pop3", RECV, line)
         if len(line) > _MAX_STATUS_LINE:
             raise ProtocolError("The POP3 server sent an overlong line")
         return line.rstrip(b"\r\n"), len(line)
 
-    def send(self, line: str) -> None:
-        """Send one command line; a line break inside would inject a command."""
+    def send(self, line: str, *, shown: str | None = None) -> None:
+        """Send one command line; a line break inside would inject a command.
+
+        ``shown`` is what the trace gets instead, for lines with a secret.
+        """
         if "\r" in line or "\n" in line:
             raise ProtocolError("Refusing to send a line break inside a command")
+        if self.trace is not None:
+            self.trace(
+                "pop3", SEND, (line if shown is None else shown).encode() + b"\r\n"
+            )
         self.sock.sendall(line.encode() + b"\r\n")
 
-    def command(self, line: str, *, continuation: bool = False) -> bytes:
+    def command(
+        self, line: str, *, continuation: bool = False, shown: str | None = None
+    ) -> bytes:
         """Send a command, return its ``+OK`` line, raise ``_ServerError`` on -ERR."""
-        self.send(line)
+        self.send(line, shown=shown)
         return self.response(continuation=continuation)
 
     def response(self, *, continuation: bool = False) -> bytes:
@@ -171,29 +187,39 @@ class _Client(poplib.POP3):
 
         The rest is read and dropped so the session stays in step; line ends are
         kept and dot-stuffing undone. Returns the data and whether it was cut.
+        The trace gets what was read in pieces of about ``_CHUNK`` bytes.
         """
         parts: list[bytes] = []
         kept = 0
         truncated = False
         at_line_start = True
         readline = self.file.readline
-        while True:
-            chunk = readline(_CHUNK)
-            if not chunk:
-                raise ConnectError("The POP3 server closed the connection")
-            self.bytes_in += len(chunk)
-            if at_line_start and chunk[:1] == b".":
-                if chunk in (b".\r\n", b".\n"):
-                    break
-                chunk = chunk[1:]
-            at_line_start = chunk[-1:] == b"\n"
-            if kept < cap:
-                piece = chunk[: cap - kept]
-                parts.append(piece)
-                kept += len(piece)
-                truncated = truncated or len(piece) < len(chunk)
-            else:
-                truncated = True
+        unseen = bytearray()  # read, not traced yet
+        try:
+            while True:
+                chunk = readline(_CHUNK)
+                if not chunk:
+                    raise ConnectError("The POP3 server closed the connection")
+                if self.trace is not None:
+                    unseen += chunk
+                    if len(unseen) >= _CHUNK:
+                        self.trace("pop3", RECV, bytes(unseen))
+                        unseen.clear()
+                if at_line_start and chunk[:1] == b".":
+                    if chunk in (b".\r\n", b".\n"):
+                        break
+                    chunk = chunk[1:]
+                at_line_start = chunk[-1:] == b"\n"
+                if kept < cap:
+                    piece = chunk[: cap - kept]
+                    parts.append(piece)
+                    kept += len(piece)
+                    truncated = truncated or len(piece) < len(chunk)
+                else:
+                    truncated = True
+        finally:
+            if unseen and self.trace is not None:
+                self.trace("pop3", RECV, bytes(unseen))
         return b"".join(parts), truncated
 
     def capabilities(self) -> dict[str, list[str]] | None:
@@ -241,10 +267,10 @@ class _Client(poplib.POP3):
             if "PLAIN" in sasl:
                 self.command("AUTH PLAIN", continuation=True)
                 token = b"\0" + username.encode() + b"\0" + password.encode()
-                self.command(base64.b64encode(token).decode())
+                self.command(base64.b64encode(token).decode(), shown=MASK)
             else:
                 self.command(f"USER {username}")
-                self.command(f"PASS {password}")
+                self.command(f"PASS {password}", shown=f"PASS {MASK}")
         except _ServerError as err:
             raise _auth_error(err.response) from None
 
@@ -373,7 +399,7 @@ class Pop3Poller:
         clock: Callable[[], float] = time.time,
         top_lines: int = 100,
         retr_cap: int = 256 * 1024,
-        byte_counter: Callable[[int], None] | None = None,
+        trace: Trace | None = None,
         use_top: bool = True,
     ) -> None:
         """Prepare a poller; nothing connects until the first poll.
@@ -381,6 +407,7 @@ class Pop3Poller:
         ``state=None`` means first setup: the first poll takes the current
         maildrop as already seen. ``use_top=False`` reads with ``RETR`` (capped
         at ``retr_cap`` bytes kept) for servers whose ``TOP`` is broken.
+        ``trace`` gets the conversation (see ``trace``), in the executor thread.
         """
         self._settings = settings
         self._account = account
@@ -395,7 +422,7 @@ class Pop3Poller:
         self._clock = clock
         self._top_lines = top_lines
         self._retr_cap = retr_cap
-        self._byte_counter = byte_counter
+        self._trace = trace
         self._use_top = use_top
         self._lock = asyncio.Lock()
         # CAPA as the last session saw it before login (None: no CAPA), for
@@ -494,10 +521,14 @@ class Pop3Poller:
         client: _Client
         if s.security is Security.SSL:
             client = _SslClient(
-                s.host, s.port, timeout=self._timeout, context=self._context()
+                s.host,
+                s.port,
+                self._trace,
+                timeout=self._timeout,
+                context=self._context(),
             )
         else:
-            client = _Client(s.host, s.port, timeout=self._timeout)
+            client = _Client(s.host, s.port, self._trace, timeout=self._timeout)
         try:
             caps = client.capabilities()
             if s.security is Security.STARTTLS:
@@ -565,7 +596,6 @@ class Pop3Poller:
             if mapped is err:
                 raise
             raise mapped from err
-        self._count(client)
         return client
 
     async def _call[T](self, client: _Client, func: Callable[[], T]) -> T:
@@ -578,16 +608,6 @@ class Pop3Poller:
             if mapped is err:
                 raise
             raise mapped from err
-        finally:
-            self._count(client)
-
-    def _count(self, client: _Client) -> None:
-        if self._byte_counter is None:
-            return
-        delta = client.bytes_in - client.bytes_reported
-        client.bytes_reported = client.bytes_in
-        if delta:
-            self._byte_counter(delta)
 
     async def _discard(self, client: _Client) -> None:
         """Close without ``QUIT``: the server rolls back this session's DELEs.
@@ -595,7 +615,6 @@ class Pop3Poller:
         The socket is shut down first (a plain syscall, safe from the loop), so
         a step still blocked in the executor wakes up instead of holding on.
         """
-        self._count(client)
         sock = client.sock
         if sock is not None:
             with contextlib.suppress(OSError):

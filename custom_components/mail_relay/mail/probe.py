@@ -17,6 +17,7 @@ from .models import Protocol, Security, ServerSettings
 from .pop3 import Pop3Poller
 from .smtp import SmtpSender
 from .tls import create_ssl_context
+from .trace import Trace
 
 DEFAULT_TIMEOUT = 15.0
 
@@ -46,10 +47,15 @@ async def ssl_context(settings: ServerSettings) -> ssl.SSLContext | None:
     )
 
 
-async def imap_login(settings: ServerSettings, io_timeout: float) -> ImapClient:
+async def imap_login(
+    settings: ServerSettings, io_timeout: float, trace: Trace | None = None
+) -> ImapClient:
     """Return a logged-in IMAP client; the caller logs it out."""
     client = ImapClient(
-        settings, ssl_context=await ssl_context(settings), timeout=io_timeout
+        settings,
+        ssl_context=await ssl_context(settings),
+        timeout=io_timeout,
+        trace=trace,
     )
     try:
         await client.connect()
@@ -59,7 +65,9 @@ async def imap_login(settings: ServerSettings, io_timeout: float) -> ImapClient:
     return client
 
 
-async def pop3_login(settings: ServerSettings, io_timeout: float) -> Pop3Poller:
+async def pop3_login(
+    settings: ServerSettings, io_timeout: float, trace: Trace | None = None
+) -> Pop3Poller:
     """Log in and out once; return the poller, which keeps the CAPA it saw."""
     poller = Pop3Poller(
         settings,
@@ -67,14 +75,17 @@ async def pop3_login(settings: ServerSettings, io_timeout: float) -> Pop3Poller:
         state=None,
         ssl_context=await ssl_context(settings),
         timeout=io_timeout,
+        trace=trace,
     )
     await poller.check_login()
     return poller
 
 
-async def smtp_login(settings: ServerSettings, io_timeout: float) -> dict[str, str]:
+async def smtp_login(
+    settings: ServerSettings, io_timeout: float, trace: Trace | None = None
+) -> dict[str, str]:
     """Connect, secure, log in and quit; return the server's ESMTP extensions."""
-    sender = SmtpSender(settings, timeout=io_timeout, attempts=1)
+    sender = SmtpSender(settings, timeout=io_timeout, attempts=1, trace=trace)
     try:
         await sender.check()
         return sender.extensions

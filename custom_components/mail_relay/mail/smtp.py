@@ -32,6 +32,7 @@ from .errors import (
 )
 from .models import Security, ServerSettings
 from .tls import create_ssl_context
+from .trace import RECV, SEND, Trace, masked_auth
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -57,6 +58,44 @@ class _Transient(Exception):
     def __init__(self, error: MailError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+class _Wire:
+    """The trace of one connection; masks every client line while logging in.
+
+    aiosmtplib builds the AUTH lines itself, so they are masked on their way
+    out, by wrapping two public methods of this connection's protocol object
+    (``write``, ``data_received``). The greeting is read inside ``connect()``,
+    before the wrap, so it is traced from the reply aiosmtplib parsed.
+    """
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+        self.logging_in = False
+
+    def greeting(self, reply: aiosmtplib.SMTPResponse) -> None:
+        lines = reply.message.split("\n")
+        text = "".join(
+            f"{reply.code}{'-' if n < len(lines) - 1 else ' '}{line}\r\n"
+            for n, line in enumerate(lines)
+        )
+        self.trace("smtp", RECV, text.encode())
+
+    def attach(self, client: aiosmtplib.SMTP) -> None:
+        protocol = client.protocol
+        assert protocol is not None
+        write, received = protocol.write, protocol.data_received
+
+        def traced_write(data: bytes) -> None:
+            self.trace("smtp", SEND, masked_auth(data) if self.logging_in else data)
+            write(data)
+
+        def traced_received(data: bytes) -> None:
+            self.trace("smtp", RECV, data)
+            received(data)
+
+        protocol.write = traced_write  # type: ignore[method-assign]
+        protocol.data_received = traced_received  # type: ignore[method-assign]
 
 
 def _tls_cause(err: BaseException) -> ssl.SSLError | None:
@@ -115,8 +154,9 @@ class SmtpSender:
         attempts: int = DEFAULT_ATTEMPTS,
         backoff: float = DEFAULT_BACKOFF,
         local_hostname: str | None = None,
+        trace: Trace | None = None,
     ) -> None:
-        """Nothing connects until the first message."""
+        """Nothing connects until the first message; ``trace``: see ``trace``."""
         self.settings = settings
         self.idle_timeout = idle_timeout
         self.timeout = timeout
@@ -124,6 +164,7 @@ class SmtpSender:
         self.backoff = backoff
         # getfqdn() can block on DNS; a fixed name keeps EHLO off the resolver.
         self.local_hostname = local_hostname or "localhost.localdomain"
+        self._trace = trace
         self._lock = asyncio.Lock()
         self._client: aiosmtplib.SMTP | None = None
         self._ssl_context: ssl.SSLContext | None = None
@@ -297,7 +338,11 @@ class SmtpSender:
     async def _handshake(self, client: aiosmtplib.SMTP, where: str) -> None:
         """Connect, upgrade (failing closed) and log in, in that order."""
         settings = self.settings
-        await client.connect()
+        greeting = await client.connect()
+        wire = _Wire(self._trace) if self._trace is not None else None
+        if wire is not None:
+            wire.greeting(greeting)
+            wire.attach(client)
         if settings.security is Security.STARTTLS:
             await client.ehlo()
             if not client.supports_extension("starttls"):
@@ -307,7 +352,13 @@ class SmtpSender:
             await client.starttls()
             await client.ehlo()
         if settings.username:
-            await client.login(settings.username, settings.password)
+            if wire is not None:
+                wire.logging_in = True
+            try:
+                await client.login(settings.username, settings.password)
+            finally:
+                if wire is not None:
+                    wire.logging_in = False
 
     def _arm_idle_timer(self) -> None:
         if self._client is None or self.idle_timeout <= 0:
