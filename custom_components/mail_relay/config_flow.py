@@ -669,26 +669,52 @@ def _recipients(value: object) -> list[str]:
 
 
 class MailRelayOptionsFlow(ReloadingOptionsFlow):
-    """Tune how an account is watched and how it sends; changes reload the entry."""
+    """Tune how an account is watched and how it sends; changes reload the entry.
+
+    IMAP and POP3 accounts get their own step, so that each form's texts speak
+    of what that protocol does (POP3 has no push); the sending options show
+    only for an account with an SMTP server.
+    """
 
     async def async_step_init(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Show the options of an IMAP or a POP3 account."""
+        """Open the options of the account's protocol."""
+        if self.config_entry.data[CONF_PROTOCOL] == Protocol.IMAP.value:
+            return await self.async_step_imap()
+        return await self.async_step_pop3()
+
+    async def async_step_imap(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show and save the options of an IMAP account."""
+        return await self._async_options("imap", user_input)
+
+    async def async_step_pop3(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show and save the options of a POP3 account."""
+        return await self._async_options("pop3", user_input)
+
+    async def _async_options(
+        self, step_id: str, user_input: dict[str, Any] | None
+    ) -> ConfigFlowResult:
         errors: dict[str, str] = {}
         if user_input is not None:
             try:
-                user_input[CONF_RECIPIENTS] = _recipients(
-                    user_input.get(CONF_RECIPIENTS, [])
-                )
+                if CONF_RECIPIENTS in user_input:
+                    user_input[CONF_RECIPIENTS] = _recipients(
+                        user_input[CONF_RECIPIENTS]
+                    )
             except vol.Invalid:
                 errors[CONF_RECIPIENTS] = "invalid_recipient"
             else:
                 return self.async_create_entry(data=user_input)
         entry = self.config_entry
         options = {**entry.options, **(user_input or {})}
-        if entry.data[CONF_PROTOCOL] == Protocol.IMAP.value:
-            schema = await self._imap_schema(options)
+        sends = bool(entry.data.get(CONF_SMTP_HOST))
+        if step_id == "imap":
+            schema = await self._imap_schema(options, sends=sends)
         else:
             schema = self._pop3_schema(options)
         schema |= {
@@ -699,20 +725,25 @@ class MailRelayOptionsFlow(ReloadingOptionsFlow):
             vol.Optional(
                 CONF_INCLUDE_HEADERS, default=options.get(CONF_INCLUDE_HEADERS, False)
             ): bool,
-            vol.Optional(
-                CONF_RECIPIENTS, default=options.get(CONF_RECIPIENTS, [])
-            ): TextSelector(
-                TextSelectorConfig(type=TextSelectorType.EMAIL, multiple=True)
-            ),
-            vol.Optional(
-                CONF_SENDER_NAME, default=options.get(CONF_SENDER_NAME, "")
-            ): str,
         }
+        if sends:
+            schema |= {
+                vol.Optional(
+                    CONF_RECIPIENTS, default=options.get(CONF_RECIPIENTS, [])
+                ): TextSelector(
+                    TextSelectorConfig(type=TextSelectorType.EMAIL, multiple=True)
+                ),
+                vol.Optional(
+                    CONF_SENDER_NAME, default=options.get(CONF_SENDER_NAME, "")
+                ): str,
+            }
         return self.async_show_form(
-            step_id="init", data_schema=vol.Schema(schema), errors=errors
+            step_id=step_id, data_schema=vol.Schema(schema), errors=errors
         )
 
-    async def _imap_schema(self, options: Mapping[str, Any]) -> dict[Any, Any]:
+    async def _imap_schema(
+        self, options: Mapping[str, Any], *, sends: bool
+    ) -> dict[Any, Any]:
         current = options.get(CONF_FOLDER, DEFAULT_FOLDER)
         try:
             folders = await list_folders(incoming_settings(self.config_entry.data))
@@ -734,16 +765,21 @@ class MailRelayOptionsFlow(ReloadingOptionsFlow):
                 default=options.get(CONF_POLL_INTERVAL, DEFAULT_IMAP_POLL_INTERVAL),
             ): _seconds(30, 86400),
             vol.Optional(
-                CONF_SAVE_SENT, default=options.get(CONF_SAVE_SENT, False)
-            ): bool,
-            vol.Optional(
                 CONF_MARK_SEEN, default=options.get(CONF_MARK_SEEN, False)
             ): bool,
             vol.Optional(
                 CONF_CATCHUP_HOURS,
                 default=options.get(CONF_CATCHUP_HOURS, DEFAULT_CATCHUP_HOURS),
             ): _number(0, 720),
-        }
+        } | (
+            {
+                vol.Optional(
+                    CONF_SAVE_SENT, default=options.get(CONF_SAVE_SENT, False)
+                ): bool
+            }
+            if sends
+            else {}
+        )
 
     def _pop3_schema(self, options: Mapping[str, Any]) -> dict[Any, Any]:
         return {

@@ -729,7 +729,7 @@ async def test_imap_options(
     entry = entry_factory(mail_user)
     entry.add_to_hass(hass)
     result = await hass.config_entries.options.async_init(entry.entry_id)
-    assert result["step_id"] == "init"
+    assert result["step_id"] == "imap"
     schema = result["data_schema"].schema
     folder_selector = schema[CONF_FOLDER]
     assert "INBOX" in folder_selector.config["options"]
@@ -947,3 +947,48 @@ async def test_imap_and_pop3_accounts_of_one_address_are_told_apart(
     }
     for entry in entries:
         assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def _option_texts(hass: HomeAssistant, step: str) -> dict[str, str]:
+    strings = await async_get_translations(hass, "en", "options", {DOMAIN})
+    prefix = f"component.{DOMAIN}.options.step.{step}.data_description."
+    return {k[len(prefix) :]: v for k, v in strings.items() if k.startswith(prefix)}
+
+
+async def test_pop3_options_speak_of_pop3_and_receive_only_ones_of_no_sending(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    pop3 = entry_factory(mail_user, protocol="pop3", smtp_security=None)
+    imap = entry_factory(mail_user, smtp_security=None)
+    shown = {}
+    for entry in (pop3, imap):
+        entry.add_to_hass(hass)
+        result = await hass.config_entries.options.async_init(entry.entry_id)
+        shown[result["step_id"]] = {str(key) for key in result["data_schema"].schema}
+        hass.config_entries.options.async_abort(result["flow_id"])
+    sending = {CONF_RECIPIENTS, "sender_name", "save_sent"}
+    assert shown["pop3"] & sending == set()
+    assert shown["imap"] & sending == set()
+    assert {CONF_POLL_INTERVAL, CONF_RETENTION} <= shown["pop3"]
+    texts = await _option_texts(hass, "pop3")
+    assert set(texts) >= shown["pop3"]
+    assert not [t for t in texts.values() if "push" in t.lower() or "IDLE" in t]
+    assert "push" in (await _option_texts(hass, "imap"))["poll_interval"]
+
+
+async def test_user_step_explains_imap_and_pop3_once(hass: HomeAssistant) -> None:
+    strings = await async_get_translations(hass, "en", "config", {DOMAIN})
+    user = f"component.{DOMAIN}.config.step.user."
+    explanation = strings[user + "data_description.protocol"]
+    assert "mail stays on the server" in explanation
+    labels = await async_get_translations(hass, "en", "selector", {DOMAIN})
+    options = f"component.{DOMAIN}.selector.protocol.options."
+    assert [labels[options + p] for p in ("imap", "pop3")] == [
+        "IMAP (recommended)",
+        "POP3",
+    ]
+    description = strings[user + "description"]
+    assert "IMAP" not in description
+    assert "POP3" not in description
