@@ -316,8 +316,9 @@ class EstimatedSize:
 
         Base64 carries 3 bytes per 4 characters, in lines of 40 to 76 characters
         plus CRLF in practice; other encodings never grow data more than 3 times.
-        Dovecot 2.3 answers BINARY.SIZE wrongly for a large part followed by
-        another (8157892 for a 10 MB one): such a figure is not taken.
+        Dovecot (2.3.19 and 2.4.5) answers BINARY.SIZE wrongly for a large part
+        followed by another (8157892 for 10 MB, though BINARY[] gives all 10 MB):
+        such a figure is not taken.
         """
         if self.encoding == "base64":
             return self.octets * 0.7 - 3 <= decoded <= self.octets * 3 // 4
