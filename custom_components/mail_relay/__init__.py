@@ -15,7 +15,7 @@ from .data import MailRelayConfigEntry, MailRelayData
 from .mail.models import Protocol
 from .mail.smtp import SmtpSender
 from .services import async_setup_services
-from .settings import incoming_settings, smtp_settings
+from .settings import account_name, incoming_settings, smtp_settings
 
 # notify.py adds no entity for an account without SMTP.
 PLATFORMS: list[Platform] = [
@@ -42,6 +42,23 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
         # Like Thunderbird's mailnews.auto_config_url: an organisation's ISPDB.
         hass.data[DATA_ISPDB_URL] = ispdb_url
     async_setup_services(hass)
+    return True
+
+
+async def async_migrate_entry(hass: HomeAssistant, entry: MailRelayConfigEntry) -> bool:
+    """1.1 -> 1.2: a title that is the bare address gets the protocol too.
+
+    A title the user chose is kept. Entity ids stay: the entity registry keeps
+    those of existing entities, only new accounts' ids contain the protocol.
+    """
+    if entry.version > 1:
+        return False  # written by a newer Mail Relay
+    if entry.minor_version < 2:
+        email = entry.data[CONF_EMAIL]
+        title = entry.title
+        if title == email:
+            title = account_name(email, Protocol(entry.data[CONF_PROTOCOL]))
+        hass.config_entries.async_update_entry(entry, title=title, minor_version=2)
     return True
 
 

@@ -86,7 +86,7 @@ from .mail.errors import (
 from .mail.models import Protocol, Security, ServerSettings
 from .mail.probe import list_folders, test_login
 from .mail.providers import Provider, find_provider, find_provider_by_id
-from .settings import incoming_settings, smtp_settings
+from .settings import account_name, incoming_settings, smtp_settings, usual_port
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -124,7 +124,48 @@ def _port() -> vol.All:
     return vol.All(vol.Coerce(int), vol.Range(min=1, max=65535))
 
 
-def _servers_schema(values: Mapping[str, Any], *, expand_tls: bool) -> vol.Schema:
+# The security a servers form shows when nothing was found or stored.
+_FIRST_SECURITY = {"incoming": Security.SSL.value, "smtp": Security.STARTTLS.value}
+
+
+def _shown(
+    values: Mapping[str, Any], prefix: str, protocol: Protocol
+) -> tuple[str, int]:
+    """Return the security and port a servers form shows for ``prefix``.
+
+    Without a known port, the usual one of the shown security is prefilled.
+    """
+    security = str(values.get(f"{prefix}_security") or _FIRST_SECURITY[prefix])
+    port = values.get(f"{prefix}_port") or usual_port(protocol, security)
+    return security, int(port)
+
+
+def _submitted_port(
+    user_input: Mapping[str, Any],
+    prefix: str,
+    protocol: Protocol,
+    shown: tuple[str, int],
+) -> int:
+    """Return the port to keep: an untouched usual port follows the security.
+
+    A Home Assistant form cannot change one field when another changes, so the
+    port is corrected on submit instead: the user who switches SSL/TLS to
+    STARTTLS and leaves 993 gets 143. A port the user typed is kept.
+    """
+    security = user_input[f"{prefix}_security"]
+    port = user_input.get(f"{prefix}_port")
+    shown_security, shown_port = shown
+    if not port or (
+        security != shown_security
+        and port == shown_port == usual_port(protocol, shown_security)
+    ):
+        return usual_port(protocol, security)
+    return int(port)
+
+
+def _servers_schema(
+    values: Mapping[str, Any], protocol: Protocol, *, expand_tls: bool
+) -> vol.Schema:
     """Build the manual/reconfigure form, prefilled from ``values``.
 
     Certificate checking sits in a section, collapsed unless ``expand_tls`` (the
@@ -135,20 +176,20 @@ def _servers_schema(values: Mapping[str, Any], *, expand_tls: bool) -> vol.Schem
         value = values.get(key)
         return {} if value in (None, "") else {"default": value}
 
+    incoming_security, incoming_port = _shown(values, "incoming", protocol)
+    smtp_security, smtp_port = _shown(values, "smtp", Protocol.SMTP)
     schema: dict[Any, Any] = {
         vol.Required(CONF_INCOMING_HOST, **default(CONF_INCOMING_HOST)): str,
-        vol.Required(CONF_INCOMING_PORT, **default(CONF_INCOMING_PORT)): _port(),
-        vol.Required(
-            CONF_INCOMING_SECURITY, default=values.get(CONF_INCOMING_SECURITY, "ssl")
-        ): _select(_SECURITIES, "security"),
+        vol.Required(CONF_INCOMING_PORT, default=incoming_port): _port(),
+        vol.Required(CONF_INCOMING_SECURITY, default=incoming_security): _select(
+            _SECURITIES, "security"
+        ),
         vol.Required(CONF_INCOMING_USERNAME, **default(CONF_INCOMING_USERNAME)): str,
         vol.Optional(CONF_SMTP_HOST, **default(CONF_SMTP_HOST)): str,
-        vol.Optional(
-            CONF_SMTP_PORT, default=values.get(CONF_SMTP_PORT) or 587
-        ): _port(),
-        vol.Optional(
-            CONF_SMTP_SECURITY, default=values.get(CONF_SMTP_SECURITY) or "starttls"
-        ): _select(_SECURITIES, "security"),
+        vol.Optional(CONF_SMTP_PORT, default=smtp_port): _port(),
+        vol.Optional(CONF_SMTP_SECURITY, default=smtp_security): _select(
+            _SECURITIES, "security"
+        ),
         vol.Optional(CONF_SMTP_USERNAME, **default(CONF_SMTP_USERNAME)): str,
     }
     verify = values.get(CONF_VERIFY_SSL, True)
@@ -159,11 +200,19 @@ def _servers_schema(values: Mapping[str, Any], *, expand_tls: bool) -> vol.Schem
     return vol.Schema(schema)
 
 
-def _servers_from_input(user_input: Mapping[str, Any]) -> dict[str, Any]:
-    """Keep the server fields of a form; an empty SMTP host means no SMTP."""
+def _servers_from_input(
+    user_input: Mapping[str, Any], shown: Mapping[str, Any], protocol: Protocol
+) -> dict[str, Any]:
+    """Keep the server fields of a form; an empty SMTP host means no SMTP.
+
+    ``shown`` holds the values the form was built from, to tell a port the
+    user left as it was from one they typed.
+    """
     data = {
         CONF_INCOMING_HOST: user_input[CONF_INCOMING_HOST].strip(),
-        CONF_INCOMING_PORT: user_input[CONF_INCOMING_PORT],
+        CONF_INCOMING_PORT: _submitted_port(
+            user_input, "incoming", protocol, _shown(shown, "incoming", protocol)
+        ),
         CONF_INCOMING_SECURITY: user_input[CONF_INCOMING_SECURITY],
         CONF_INCOMING_USERNAME: user_input[CONF_INCOMING_USERNAME].strip(),
         CONF_SMTP_HOST: None,
@@ -171,7 +220,9 @@ def _servers_from_input(user_input: Mapping[str, Any]) -> dict[str, Any]:
     if smtp_host := (user_input.get(CONF_SMTP_HOST) or "").strip():
         data |= {
             CONF_SMTP_HOST: smtp_host,
-            CONF_SMTP_PORT: user_input[CONF_SMTP_PORT],
+            CONF_SMTP_PORT: _submitted_port(
+                user_input, "smtp", Protocol.SMTP, _shown(shown, "smtp", Protocol.SMTP)
+            ),
             CONF_SMTP_SECURITY: user_input[CONF_SMTP_SECURITY],
             CONF_SMTP_USERNAME: (user_input.get(CONF_SMTP_USERNAME) or "").strip(),
         }
@@ -219,6 +270,8 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
     """Add a mail account the way a good mail client's wizard does."""
 
     VERSION = 1
+    # 1.2: titles name the protocol (``async_migrate_entry`` renames older ones).
+    MINOR_VERSION = 2
 
     def __init__(self) -> None:
         """Start with nothing known."""
@@ -243,6 +296,10 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
             "help_url": (provider.help_url if provider else None) or "",
             "server": str(self._servers.get(CONF_INCOMING_HOST) or ""),
         }
+
+    def _account_id(self) -> str:
+        """Return the unique id: one entry per address and protocol."""
+        return f"{self._email}:{self._protocol.value}"
 
     def _entry_data(self) -> dict[str, Any]:
         return {
@@ -293,7 +350,13 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
             entry = self._get_reconfigure_entry()
             data = {**entry.data, **self._servers, CONF_SOURCE: Source.MANUAL.value}
             return self.async_update_reload_and_abort(entry, data=data)
-        return self.async_create_entry(title=self._email, data=self._entry_data())
+        # The unique id is claimed only now: a flow left open in a closed tab
+        # must not block the same address until Home Assistant restarts.
+        await self.async_set_unique_id(self._account_id(), raise_on_progress=False)
+        self._abort_if_unique_id_configured()
+        return self.async_create_entry(
+            title=account_name(self._email, self._protocol), data=self._entry_data()
+        )
 
     async def _async_show_errors(self, errors: dict[str, str]) -> ConfigFlowResult:
         """Show an error where the user can fix it."""
@@ -352,14 +415,14 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
         local, _, domain = email.partition("@")
         if not local or "." not in domain:
             return self._show_user_form({CONF_EMAIL: "invalid_email"})
-        await self.async_set_unique_id(f"{email}:{self._protocol.value}")
-        self._abort_if_unique_id_configured()
+        if self._account_id() in self._async_current_ids(include_ignore=False):
+            return self.async_abort(reason="already_configured")
         if self._provider is not None and self._provider.oauth_required:
             return self._show_user_form({"base": "oauth_required"})
-        if self._servers and self._tested_for == self.unique_id:
+        if self._servers and self._tested_for == self._account_id():
             # Back here after a refused login: keep the servers, test again.
             return await self._async_test_and_finish()
-        self._tested_for = self.unique_id
+        self._tested_for = self._account_id()
         self._source = Source.MANUAL
         self._servers = {}
         detected = await detect(
@@ -440,7 +503,9 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> ConfigFlowResult:
         return self.async_show_form(
             step_id=step_id,
-            data_schema=_servers_schema(self._servers, expand_tls=self._show_verify),
+            data_schema=_servers_schema(
+                self._servers, self._protocol, expand_tls=self._show_verify
+            ),
             errors=errors or {},
             description_placeholders=self._placeholders(),
         )
@@ -454,7 +519,7 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
             if not self._servers.get(CONF_INCOMING_HOST):
                 self._servers.setdefault(CONF_INCOMING_USERNAME, self._email)
             return self._show_servers_form("manual")
-        self._servers = _servers_from_input(user_input)
+        self._servers = _servers_from_input(user_input, self._servers, self._protocol)
         self._source = Source.MANUAL
         self._insecure_confirmed = False
         return await self._async_test_and_finish()
@@ -553,7 +618,7 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
         if user_input is None:
             self._load_entry(self._get_reconfigure_entry().data)
             return self._show_servers_form("reconfigure")
-        self._servers = _servers_from_input(user_input)
+        self._servers = _servers_from_input(user_input, self._servers, self._protocol)
         self._insecure_confirmed = False
         return await self._async_test_and_finish()
 
@@ -604,26 +669,52 @@ def _recipients(value: object) -> list[str]:
 
 
 class MailRelayOptionsFlow(ReloadingOptionsFlow):
-    """Tune how an account is watched and how it sends; changes reload the entry."""
+    """Tune how an account is watched and how it sends; changes reload the entry.
+
+    IMAP and POP3 accounts get their own step, so that each form's texts speak
+    of what that protocol does (POP3 has no push); the sending options show
+    only for an account with an SMTP server.
+    """
 
     async def async_step_init(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Show the options of an IMAP or a POP3 account."""
+        """Open the options of the account's protocol."""
+        if self.config_entry.data[CONF_PROTOCOL] == Protocol.IMAP.value:
+            return await self.async_step_imap()
+        return await self.async_step_pop3()
+
+    async def async_step_imap(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show and save the options of an IMAP account."""
+        return await self._async_options("imap", user_input)
+
+    async def async_step_pop3(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show and save the options of a POP3 account."""
+        return await self._async_options("pop3", user_input)
+
+    async def _async_options(
+        self, step_id: str, user_input: dict[str, Any] | None
+    ) -> ConfigFlowResult:
         errors: dict[str, str] = {}
         if user_input is not None:
             try:
-                user_input[CONF_RECIPIENTS] = _recipients(
-                    user_input.get(CONF_RECIPIENTS, [])
-                )
+                if CONF_RECIPIENTS in user_input:
+                    user_input[CONF_RECIPIENTS] = _recipients(
+                        user_input[CONF_RECIPIENTS]
+                    )
             except vol.Invalid:
                 errors[CONF_RECIPIENTS] = "invalid_recipient"
             else:
                 return self.async_create_entry(data=user_input)
         entry = self.config_entry
         options = {**entry.options, **(user_input or {})}
-        if entry.data[CONF_PROTOCOL] == Protocol.IMAP.value:
-            schema = await self._imap_schema(options)
+        sends = bool(entry.data.get(CONF_SMTP_HOST))
+        if step_id == "imap":
+            schema = await self._imap_schema(options, sends=sends)
         else:
             schema = self._pop3_schema(options)
         schema |= {
@@ -634,20 +725,25 @@ class MailRelayOptionsFlow(ReloadingOptionsFlow):
             vol.Optional(
                 CONF_INCLUDE_HEADERS, default=options.get(CONF_INCLUDE_HEADERS, False)
             ): bool,
-            vol.Optional(
-                CONF_RECIPIENTS, default=options.get(CONF_RECIPIENTS, [])
-            ): TextSelector(
-                TextSelectorConfig(type=TextSelectorType.EMAIL, multiple=True)
-            ),
-            vol.Optional(
-                CONF_SENDER_NAME, default=options.get(CONF_SENDER_NAME, "")
-            ): str,
         }
+        if sends:
+            schema |= {
+                vol.Optional(
+                    CONF_RECIPIENTS, default=options.get(CONF_RECIPIENTS, [])
+                ): TextSelector(
+                    TextSelectorConfig(type=TextSelectorType.EMAIL, multiple=True)
+                ),
+                vol.Optional(
+                    CONF_SENDER_NAME, default=options.get(CONF_SENDER_NAME, "")
+                ): str,
+            }
         return self.async_show_form(
-            step_id="init", data_schema=vol.Schema(schema), errors=errors
+            step_id=step_id, data_schema=vol.Schema(schema), errors=errors
         )
 
-    async def _imap_schema(self, options: Mapping[str, Any]) -> dict[Any, Any]:
+    async def _imap_schema(
+        self, options: Mapping[str, Any], *, sends: bool
+    ) -> dict[Any, Any]:
         current = options.get(CONF_FOLDER, DEFAULT_FOLDER)
         try:
             folders = await list_folders(incoming_settings(self.config_entry.data))
@@ -669,16 +765,21 @@ class MailRelayOptionsFlow(ReloadingOptionsFlow):
                 default=options.get(CONF_POLL_INTERVAL, DEFAULT_IMAP_POLL_INTERVAL),
             ): _seconds(30, 86400),
             vol.Optional(
-                CONF_SAVE_SENT, default=options.get(CONF_SAVE_SENT, False)
-            ): bool,
-            vol.Optional(
                 CONF_MARK_SEEN, default=options.get(CONF_MARK_SEEN, False)
             ): bool,
             vol.Optional(
                 CONF_CATCHUP_HOURS,
                 default=options.get(CONF_CATCHUP_HOURS, DEFAULT_CATCHUP_HOURS),
             ): _number(0, 720),
-        }
+        } | (
+            {
+                vol.Optional(
+                    CONF_SAVE_SENT, default=options.get(CONF_SAVE_SENT, False)
+                ): bool
+            }
+            if sends
+            else {}
+        )
 
     def _pop3_schema(self, options: Mapping[str, Any]) -> dict[Any, Any]:
         return {

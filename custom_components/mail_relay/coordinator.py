@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -68,6 +69,7 @@ STORAGE_VERSION = 1
 # window in which a crash could repeat an event stays a few milliseconds wide.
 STORE_SAVE_DELAY = 0.0
 POP3_BACKOFF_MAX = 300.0
+SENT_IDS_KEPT = 1000
 
 # Errors that retrying cannot fix: the user must act (new password, settings).
 FATAL_ERRORS = (AuthError, CertificateError, StartTlsUnavailableError)
@@ -123,6 +125,8 @@ class MailRelayCoordinator:
         self._was_lost = False
         self._stopping = False
         self._run_task: asyncio.Task[None] | None = None
+        # Message-IDs this account sent lately: they fire no event (loop guard).
+        self._sent: deque[str] = deque(maxlen=SENT_IDS_KEPT)
 
     # -- listeners -------------------------------------------------------
 
@@ -317,8 +321,20 @@ class MailRelayCoordinator:
 
     # -- shared ----------------------------------------------------------
 
+    @callback
+    def async_note_sent(self, message_id: str) -> None:
+        """Remember a message this account sent, so that it fires no event.
+
+        Without default recipients, notify mails the account itself: an
+        automation "new mail -> notify" on the same account would loop.
+        """
+        self._sent.append(message_id)
+
     async def _async_on_message(self, event: MailEvent) -> None:
         """Fire the bus event; the watcher advances its mark after this returns."""
+        if event.message_id is not None and event.message_id in self._sent:
+            LOGGER.debug("%s: no event for our own %s", self.account, event.message_id)
+            return
         data = {"entry_id": self.entry.entry_id, **event.as_dict()}
         self.hass.bus.async_fire(EVENT_NEW_MAIL, data)
         self.last_event = data

@@ -7,6 +7,7 @@ from homeassistant.helpers.entity import Entity
 
 from .const import DOMAIN
 from .data import MailRelayConfigEntry
+from .settings import account_name
 
 
 class MailRelayEntity(Entity):
@@ -21,7 +22,7 @@ class MailRelayEntity(Entity):
         self._attr_unique_id = f"{entry.entry_id}_{key}"
         self._attr_device_info = DeviceInfo(
             identifiers={(DOMAIN, entry.entry_id)},
-            name=entry.runtime_data.email,
+            name=account_name(entry.runtime_data.email, entry.runtime_data.protocol),
             manufacturer="Mail Relay",
             model=entry.runtime_data.protocol.value.upper(),
             entry_type=DeviceEntryType.SERVICE,

@@ -11,8 +11,10 @@ from homeassistant.components.sensor import (
     SensorEntityDescription,
     SensorStateClass,
 )
+from homeassistant.const import STATE_UNAVAILABLE, STATE_UNKNOWN
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.restore_state import RestoreEntity
 from homeassistant.helpers.typing import StateType
 
 from .coordinator import MailRelayCoordinator
@@ -83,7 +85,7 @@ async def async_setup_entry(
 ) -> None:
     """Add the account's sensors."""
     count = SENSORS[entry.runtime_data.protocol]
-    async_add_entities([MailSensor(entry, count), MailSensor(entry, LAST_MESSAGE)])
+    async_add_entities([MailSensor(entry, count), LastMessageSensor(entry)])
 
 
 class MailSensor(MailRelayAccountEntity, SensorEntity):
@@ -107,3 +109,41 @@ class MailSensor(MailRelayAccountEntity, SensorEntity):
     def extra_state_attributes(self) -> dict[str, Any] | None:
         """Return details of the last message."""
         return self.entity_description.attributes_fn(self.coordinator)
+
+
+class LastMessageSensor(MailSensor, RestoreEntity):
+    """The last message's subject, kept across reloads and restarts.
+
+    Only new mail fires events, so after a restart the coordinator knows no
+    last message until the next one arrives: until then the sensor shows the
+    one it showed before, with its attributes.
+    """
+
+    def __init__(self, entry: MailRelayConfigEntry) -> None:
+        """Set up the sensor; nothing restored yet."""
+        super().__init__(entry, LAST_MESSAGE)
+        self._restored: tuple[StateType, dict[str, Any]] | None = None
+
+    async def async_added_to_hass(self) -> None:
+        """Take back the state written before the reload or restart."""
+        await super().async_added_to_hass()
+        last = await self.async_get_last_state()
+        if last is not None and last.state not in (STATE_UNKNOWN, STATE_UNAVAILABLE):
+            attributes = {
+                key: last.attributes.get(key) for key in LAST_MESSAGE_ATTRIBUTES
+            }
+            self._restored = (last.state, attributes)
+
+    @property
+    def native_value(self) -> StateType:
+        """Return the subject of the last message seen, restored if need be."""
+        if self.coordinator.last_event is None and self._restored is not None:
+            return self._restored[0]
+        return super().native_value
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any] | None:
+        """Return the last message's details, restored if need be."""
+        if self.coordinator.last_event is None and self._restored is not None:
+            return self._restored[1]
+        return super().extra_state_attributes

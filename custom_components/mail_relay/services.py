@@ -106,6 +106,9 @@ async def async_send_mail(
         )
     try:
         composed = compose(mail)
+        if (coordinator := entry.runtime_data.coordinator) is not None:
+            # Before sending: the copy may arrive before the send returns.
+            coordinator.async_note_sent(str(composed.message["Message-ID"]))
         result = await sender.send_composed(composed)
     except MessageError as err:
         raise ServiceValidationError(

@@ -18,7 +18,7 @@ from .const import (
     CONF_SMTP_USERNAME,
     CONF_VERIFY_SSL,
 )
-from .mail.models import Security, ServerSettings
+from .mail.models import DEFAULT_PORTS, Protocol, Security, ServerSettings
 
 
 def incoming_settings(data: Mapping[str, Any]) -> ServerSettings:
@@ -46,3 +46,17 @@ def smtp_settings(data: Mapping[str, Any]) -> ServerSettings | None:
         password=data[CONF_PASSWORD] if username else "",
         verify_tls=data.get(CONF_VERIFY_SSL, True),
     )
+
+
+def account_name(email: str, protocol: Protocol) -> str:
+    """Name an account by address and protocol (entry title, device name).
+
+    The same address may be added once over IMAP and once over POP3; the two
+    must not look the same in the account picker or the delete dialog.
+    """
+    return f"{email} ({protocol.value.upper()})"
+
+
+def usual_port(protocol: Protocol, security: str | None) -> int:
+    """Return the well-known port of ``protocol`` under ``security``."""
+    return DEFAULT_PORTS[(protocol, Security(security or Security.SSL))]

@@ -15,6 +15,9 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_PASSWORD
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType, InvalidData, section
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.translation import async_get_translations
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.mail_relay import compat, config_flow
@@ -204,7 +207,7 @@ async def test_detected_account_is_tested_and_created(
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     data = result["data"]
-    assert result["title"] == mail_user.address
+    assert result["title"] == f"{mail_user.address} (IMAP)"
     assert result["result"].unique_id == f"{mail_user.address}:imap"
     assert data[CONF_EMAIL] == mail_user.address
     assert data[CONF_INCOMING_PORT] == dovecot.imaps_port
@@ -739,7 +742,7 @@ async def test_imap_options(
     entry = entry_factory(mail_user)
     entry.add_to_hass(hass)
     result = await hass.config_entries.options.async_init(entry.entry_id)
-    assert result["step_id"] == "init"
+    assert result["step_id"] == "imap"
     schema = result["data_schema"].schema
     folder_selector = schema[CONF_FOLDER]
     assert "INBOX" in folder_selector.config["options"]
@@ -800,3 +803,205 @@ async def test_pop3_options(
     assert entry.options[CONF_RETENTION] == "days"
     assert entry.options["retention_days"] == 7
     assert entry.options[CONF_RECIPIENTS] == ["a@example.org", "b@example.org"]
+
+
+def _defaults(result: dict) -> dict:
+    """What a servers form shows before the user types anything."""
+    return result["data_schema"](
+        {CONF_INCOMING_HOST: "x", CONF_INCOMING_USERNAME: "u", SECTION_TLS: {}}
+    )
+
+
+@pytest.mark.parametrize(
+    ("protocol", "port"), [("imap", 993), ("pop3", 995)], ids=["imap", "pop3"]
+)
+async def test_manual_form_prefills_the_usual_ports(
+    hass: HomeAssistant, local_autoconfig, protocol: str, port: int
+) -> None:
+    result = await _user(hass, "jean@nowhere.test", "secret", protocol)
+    assert result["step_id"] == "manual"
+    shown = _defaults(result)
+    assert (shown[CONF_INCOMING_SECURITY], shown[CONF_INCOMING_PORT]) == ("ssl", port)
+    assert (shown[CONF_SMTP_SECURITY], shown[CONF_SMTP_PORT]) == ("starttls", 587)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "security", "port", "smtp_security", "smtp_port"),
+    [("imap", "starttls", 143, "ssl", 465), ("pop3", "none", 110, "none", 587)],
+    ids=["imap", "pop3"],
+)
+async def test_changing_only_the_security_takes_its_usual_port(
+    hass: HomeAssistant,
+    local_autoconfig,
+    protocol: str,
+    security: str,
+    port: int,
+    smtp_security: str,
+    smtp_port: int,
+) -> None:
+    result = await _user(hass, "jean@nowhere.test", "secret", protocol)
+    shown = _defaults(result)
+    # The user picks another security and leaves the prefilled ports alone.
+    submitted = _manual_input(
+        "127.0.0.1",
+        shown[CONF_INCOMING_PORT],
+        security,
+        "jean",
+        **{
+            CONF_SMTP_HOST: "127.0.0.1",
+            CONF_SMTP_PORT: shown[CONF_SMTP_PORT],
+            CONF_SMTP_SECURITY: smtp_security,
+        },
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], submitted
+    )
+    if result["type"] is FlowResultType.MENU:  # clear text asks first
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"next_step_id": "manual"}
+        )
+    assert result["step_id"] == "manual"
+    shown = _defaults(result)
+    assert (shown[CONF_INCOMING_SECURITY], shown[CONF_INCOMING_PORT]) == (
+        security,
+        port,
+    )
+    assert (shown[CONF_SMTP_SECURITY], shown[CONF_SMTP_PORT]) == (
+        smtp_security,
+        smtp_port,
+    )
+
+
+async def test_a_typed_port_is_kept_when_the_security_changes(
+    hass: HomeAssistant, local_autoconfig
+) -> None:
+    result = await _user(hass, "jean@nowhere.test", "secret")
+    closed = free_port()
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _manual_input("127.0.0.1", closed, "ssl", "jean")
+    )
+    assert result["errors"] == {"base": "cannot_connect"}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _manual_input("127.0.0.1", closed, "starttls", "jean")
+    )
+    assert _defaults(result)[CONF_INCOMING_PORT] == closed
+
+
+async def _abort_text(hass: HomeAssistant, reason: str) -> str:
+    strings = await async_get_translations(hass, "en", "config", {DOMAIN})
+    return strings[f"component.{DOMAIN}.config.abort.{reason}"]
+
+
+@pytest.mark.usefixtures("trust_test_cert")
+async def test_a_flow_left_open_does_not_block_the_address(
+    hass: HomeAssistant, served_account, mail_user: MailUser
+) -> None:
+    # The first try is abandoned on the confirm step (the tab was closed).
+    left_open = await _user(hass, mail_user.address, mail_user.password)
+    assert left_open["step_id"] == "confirm"
+    second = await _user(hass, mail_user.address, mail_user.password)
+    assert second["step_id"] == "confirm"
+    second = await hass.config_entries.flow.async_configure(
+        second["flow_id"], {"edit": False}
+    )
+    assert second["type"] is FlowResultType.CREATE_ENTRY
+    # Back in the old tab: a translated message, no second entry.
+    result = await hass.config_entries.flow.async_configure(
+        left_open["flow_id"], {"edit": False}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+    assert await _abort_text(hass, result["reason"]) == (
+        "This mailbox is already configured."
+    )
+    assert len(hass.config_entries.async_entries(DOMAIN)) == 1
+    # A new try for the configured address stops at once, translated too.
+    again = await _user(hass, mail_user.address, mail_user.password)
+    assert again["type"] is FlowResultType.ABORT
+    assert again["reason"] == "already_configured"
+    await hass.async_block_till_done()
+
+
+@pytest.mark.usefixtures("trust_test_cert")
+async def test_imap_and_pop3_accounts_of_one_address_are_told_apart(
+    hass: HomeAssistant, served_account, mail_user: MailUser
+) -> None:
+    titles = []
+    for protocol in ("imap", "pop3"):
+        result = await _user(hass, mail_user.address, mail_user.password, protocol)
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"edit": False}
+        )
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        titles.append(result["title"])
+    await hass.async_block_till_done()
+    assert titles == [f"{mail_user.address} (IMAP)", f"{mail_user.address} (POP3)"]
+    devices = dr.async_get(hass)
+    entries = hass.config_entries.async_entries(DOMAIN)
+    names = sorted(
+        device.name
+        for entry in entries
+        for device in dr.async_entries_for_config_entry(devices, entry.entry_id)
+    )
+    assert names == titles
+    # New accounts' entity ids carry the protocol, so they differ too.
+    slug = mail_user.address.replace("@", "_").replace(".", "_").replace("-", "_")
+    ids = {
+        entity.entity_id
+        for entry in entries
+        for entity in er.async_entries_for_config_entry(
+            er.async_get(hass), entry.entry_id
+        )
+        if entity.unique_id.endswith("_last_message")
+    }
+    assert ids == {
+        f"sensor.{slug}_imap_last_message",
+        f"sensor.{slug}_pop3_last_message",
+    }
+    for entry in entries:
+        assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def _option_texts(hass: HomeAssistant, step: str) -> dict[str, str]:
+    strings = await async_get_translations(hass, "en", "options", {DOMAIN})
+    prefix = f"component.{DOMAIN}.options.step.{step}.data_description."
+    return {k[len(prefix) :]: v for k, v in strings.items() if k.startswith(prefix)}
+
+
+async def test_pop3_options_speak_of_pop3_and_receive_only_ones_of_no_sending(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    pop3 = entry_factory(mail_user, protocol="pop3", smtp_security=None)
+    imap = entry_factory(mail_user, smtp_security=None)
+    shown = {}
+    for entry in (pop3, imap):
+        entry.add_to_hass(hass)
+        result = await hass.config_entries.options.async_init(entry.entry_id)
+        shown[result["step_id"]] = {str(key) for key in result["data_schema"].schema}
+        hass.config_entries.options.async_abort(result["flow_id"])
+    sending = {CONF_RECIPIENTS, "sender_name", "save_sent"}
+    assert shown["pop3"] & sending == set()
+    assert shown["imap"] & sending == set()
+    assert {CONF_POLL_INTERVAL, CONF_RETENTION} <= shown["pop3"]
+    texts = await _option_texts(hass, "pop3")
+    assert set(texts) >= shown["pop3"]
+    assert not [t for t in texts.values() if "push" in t.lower() or "IDLE" in t]
+    assert "push" in (await _option_texts(hass, "imap"))["poll_interval"]
+
+
+async def test_user_step_explains_imap_and_pop3_once(hass: HomeAssistant) -> None:
+    strings = await async_get_translations(hass, "en", "config", {DOMAIN})
+    user = f"component.{DOMAIN}.config.step.user."
+    explanation = strings[user + "data_description.protocol"]
+    assert "mail stays on the server" in explanation
+    labels = await async_get_translations(hass, "en", "selector", {DOMAIN})
+    options = f"component.{DOMAIN}.selector.protocol.options."
+    assert [labels[options + p] for p in ("imap", "pop3")] == [
+        "IMAP (recommended)",
+        "POP3",
+    ]
+    description = strings[user + "description"]
+    assert "IMAP" not in description
+    assert "POP3" not in description

@@ -9,11 +9,12 @@ from collections.abc import Callable
 import pytest
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, State
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     async_capture_events,
+    mock_restore_cache,
 )
 
 from custom_components.mail_relay.const import DOMAIN, EVENT_NEW_MAIL
@@ -149,6 +150,70 @@ async def test_restart_neither_repeats_nor_loses(
         "while down 2",
         "after",
     ]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_last_message_survives_a_reload(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    entry = entry_factory(mail_user, smtp_security=None)
+    await setup(hass, entry)
+    last = entity_id(hass, entry, "sensor", "last_message")
+    raw = make_message("Colis livré", sender="Poste <colis@example.org>")
+    await hass.async_add_executor_job(dovecot.deliver, mail_user, raw)
+    await wait_for(hass, lambda: hass.states.get(last).state == "Colis livré")
+    before = hass.states.get(last).attributes
+
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    await wait_for(hass, lambda: hass.states.get(last).state != STATE_UNAVAILABLE)
+    state = hass.states.get(last)
+    assert state.state == "Colis livré"
+    assert state.attributes["sender"] == "colis@example.org"
+    assert state.attributes["uid"] == before["uid"] == "1"
+    assert state.attributes["date"] == before["date"] is not None
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_last_message_survives_a_restart(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    entry = entry_factory(mail_user, smtp_security=None)
+    entry.add_to_hass(hass)
+    # The state Home Assistant wrote when it stopped.
+    last = (
+        er.async_get(hass)
+        .async_get_or_create(
+            "sensor", DOMAIN, f"{entry.entry_id}_last_message", config_entry=entry
+        )
+        .entity_id
+    )
+    attributes = {
+        "sender": "colis@example.org",
+        "sender_name": "Poste",
+        "date": "2026-11-20T08:00:00+01:00",
+        "folder": "INBOX",
+        "uid": "7",
+        "message_id": "<1@example.org>",
+    }
+    mock_restore_cache(hass, [State(last, "Colis livré", attributes)])
+    await setup(hass, entry)
+    await wait_for(hass, lambda: hass.states.get(last).state != STATE_UNAVAILABLE)
+    state = hass.states.get(last)
+    assert state.state == "Colis livré"
+    assert {key: state.attributes.get(key) for key in attributes} == attributes
+
+    # New mail replaces what was restored.
+    raw = make_message("Nouveau", sender="ami@example.org")
+    await hass.async_add_executor_job(dovecot.deliver, mail_user, raw)
+    await wait_for(hass, lambda: hass.states.get(last).state == "Nouveau")
+    assert hass.states.get(last).attributes["sender"] == "ami@example.org"
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import mimetypes
+import os
 from collections.abc import Callable
 from datetime import timedelta
+from email.message import EmailMessage
 
 import pytest
 from homeassistant.config_entries import ConfigEntryState
@@ -167,3 +170,45 @@ async def test_outage_backoff_and_password_change(
     flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
     assert [f["context"]["source"] for f in flows] == ["reauth"]
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_attachment_sizes_are_the_same_over_imap_and_pop3(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    files = {"note.bin": os.urandom(17), "photo.png": os.urandom(70)}
+    msg = EmailMessage()
+    msg["From"] = "camera@example.org"
+    msg["To"] = mail_user.address
+    msg["Subject"] = "Deux pièces jointes"
+    msg.set_content("Voir les pièces jointes.")
+    for name, content in files.items():
+        maintype, subtype = mimetypes.guess_type(name)[0].split("/")
+        msg.add_attachment(content, maintype=maintype, subtype=subtype, filename=name)
+    imap = entry_factory(mail_user, smtp_security=None)
+    pop3 = entry_factory(
+        mail_user,
+        protocol="pop3",
+        smtp_security=None,
+        options={CONF_POLL_INTERVAL: 60},
+    )
+    events = async_capture_events(hass, EVENT_NEW_MAIL)
+    for entry in (imap, pop3):
+        entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(imap.entry_id)  # sets up both
+    await hass.async_block_till_done()
+
+    await hass.async_add_executor_job(dovecot.deliver, mail_user, msg.as_bytes())
+    # Not poll(): the IMAP watcher is a background task that never ends.
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=60))
+    await wait_for(hass, lambda: len(events) == 2)
+    sizes = {
+        e.data["protocol"]: {a["filename"]: a["size"] for a in e.data["attachments"]}
+        for e in events
+    }
+    real = {name: len(content) for name, content in files.items()}
+    assert sizes == {"imap": real, "pop3": real}
+    for entry in (imap, pop3):
+        assert await hass.config_entries.async_unload(entry.entry_id)

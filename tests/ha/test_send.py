@@ -11,21 +11,28 @@ import pytest
 from homeassistant.components.notify import DOMAIN as NOTIFY_DOMAIN
 from homeassistant.components.notify import SERVICE_SEND_MESSAGE
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from homeassistant.util import slugify
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_capture_events,
+)
 
 from custom_components.mail_relay.const import (
     CONF_RECIPIENTS,
     CONF_SENDER_NAME,
     CONF_SMTP_PORT,
     DOMAIN,
+    EVENT_NEW_MAIL,
 )
 from custom_components.mail_relay.mail import smtp as smtp_module
 from custom_components.mail_relay.services import MAX_ATTACHMENT_BYTES
+from tests.ha.helpers import wait_for
 from tests.mailserver import DovecotServer, MailUser, SmtpServer
+from tests.mailserver.dovecot import make_message
 from tests.mailserver.scripted import ScriptedServer
 
 PNG = bytes.fromhex(
@@ -113,12 +120,14 @@ async def test_notify_entity_sends_to_default_recipients(
     entity_id = _notify_entity_id(hass, entry)
     state = hass.states.get(entity_id)
     assert state is not None
-    assert state.attributes["friendly_name"] == f"{mail_user.address} Send mail"
+    assert state.attributes["friendly_name"] == f"{mail_user.address} (IMAP) Send mail"
+    # The README's notify.<account>_send_mail.
+    assert entity_id == f"notify.{slugify(mail_user.address)}_imap_send_mail"
     # By config entry: async_get_device is deprecated from Home Assistant 2026
     # (identifiers are unique per entry only), its replacement is not in 2025.4.
     devices = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
     [device] = [d for d in devices if (DOMAIN, entry.entry_id) in d.identifiers]
-    assert device.name == mail_user.address
+    assert device.name == f"{mail_user.address} (IMAP)"
     assert device.entry_type is dr.DeviceEntryType.SERVICE
 
     await hass.services.async_call(
@@ -157,9 +166,53 @@ async def test_notify_without_recipients_mails_the_account_itself(
         {"entity_id": _notify_entity_id(hass, entry), "message": "hello me"},
         blocking=True,
     )
-    assert len(smtp_server.received_by(mail_user.address)) == 1
+    [sent] = smtp_server.received_by(mail_user.address)
+    assert sent.parsed()["Auto-Submitted"] == "auto-generated"
     # The SMTP fixture relays to Dovecot: the mail is in the user's mailbox.
     assert dovecot.message_count(mail_user) == 1
+    await _unload(hass, entry)
+
+
+async def test_mail_the_account_sent_itself_fires_no_event(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    dovecot: DovecotServer,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    """An automation "new mail -> notify" on the account does not loop."""
+    entry = await _setup(hass, entry_factory(mail_user))
+    events = async_capture_events(hass, EVENT_NEW_MAIL)
+
+    @callback
+    def notify_on_mail(event: Event) -> None:
+        hass.async_create_task(
+            hass.services.async_call(
+                NOTIFY_DOMAIN,
+                SERVICE_SEND_MESSAGE,
+                {
+                    "entity_id": _notify_entity_id(hass, entry),
+                    "title": f"Re: {event.data['subject']}",
+                    "message": "Mail arrived.",
+                },
+                blocking=True,
+            )
+        )
+
+    hass.bus.async_listen(EVENT_NEW_MAIL, notify_on_mail)
+    await hass.async_add_executor_job(
+        dovecot.deliver, mail_user, make_message("Colis", to=mail_user.address)
+    )
+    # The notification lands in the same mailbox, then a person writes again.
+    await wait_for(hass, lambda: dovecot.message_count(mail_user) == 2)
+    await hass.async_add_executor_job(
+        dovecot.deliver, mail_user, make_message("Facture", to=mail_user.address)
+    )
+    await wait_for(hass, lambda: dovecot.message_count(mail_user) == 4)
+    await wait_for(hass, lambda: len(events) == 2)
+    await asyncio.sleep(0.5)  # a loop would fire more by now
+    assert [e.data["subject"] for e in events] == ["Colis", "Facture"]
+    assert [e.data["auto_submitted"] for e in events] == [None, None]
+    assert dovecot.message_count(mail_user) == 4
     await _unload(hass, entry)
 
 

@@ -47,7 +47,18 @@ def test_plain_message_fields() -> None:
     assert ev["message_id"] == "<abc@x>"
     assert ev["text"] == "Bonjour"
     assert ev["size"] == len(raw)
+    assert ev["auto_submitted"] is None  # a person wrote it
     assert "headers" not in ev
+
+
+def test_auto_submitted_tells_robots_from_people() -> None:
+    def keyword(value: str) -> str | None:
+        raw = f"From: a@x.org\r\nAuto-Submitted: {value}\r\n\r\nHi\r\n".encode()
+        return event(raw).auto_submitted
+
+    assert keyword("auto-generated") == "auto-generated"
+    assert keyword('Auto-Replied; owner-email="a@x.org"') == "auto-replied"
+    assert keyword("no") is None
 
 
 def test_html_only_mail_becomes_text() -> None:

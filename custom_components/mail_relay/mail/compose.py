@@ -250,6 +250,9 @@ def compose(mail: OutgoingMail) -> ComposedMail:
     msg["Subject"] = mail.subject
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = make_msgid(domain=sender.domain)
+    # RFC 3834: sent by a machine. Vacation responders do not answer it, and
+    # automations can tell it from mail a person wrote (event auto_submitted).
+    msg["Auto-Submitted"] = "auto-generated"
     # Bcc is deliberately never a header: it only goes into the envelope.
 
     text = mail.text

@@ -25,7 +25,7 @@ import random
 import re
 import ssl
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -306,6 +306,29 @@ class TextPart:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class EstimatedSize:
+    """An attachment whose decoded size was estimated from its encoded octets."""
+
+    index: int  # in Structure.attachments
+    section: str
+    octets: int
+    encoding: str
+
+    def plausible(self, decoded: int) -> bool:
+        """Whether ``decoded`` can be the decoded size of these octets.
+
+        Base64 carries 3 bytes per 4 characters, in lines of 40 to 76 characters
+        plus CRLF in practice; other encodings never grow data more than 3 times.
+        Dovecot (2.3.19 and 2.4.5) answers BINARY.SIZE wrongly for a large part
+        followed by another (8157892 for 10 MB, though BINARY[] gives all 10 MB):
+        such a figure is not taken.
+        """
+        if self.encoding == "base64":
+            return self.octets * 0.7 - 3 <= decoded <= self.octets * 3 // 4
+        return self.octets / 3 - 1 <= decoded <= self.octets
+
+
 @dataclass(slots=True)
 class Structure:
     """What BODYSTRUCTURE tells: the text parts to read and the attachments."""
@@ -313,6 +336,9 @@ class Structure:
     plain: TextPart | None = None
     html: TextPart | None = None
     attachments: list[Attachment] = field(default_factory=list)
+    # Attachments whose size is only estimated: BODYSTRUCTURE counts encoded
+    # octets, events give decoded sizes.
+    estimated: list[EstimatedSize] = field(default_factory=list)
 
     @property
     def text(self) -> TextPart | None:
@@ -365,8 +391,16 @@ def _rfc2231(value: str) -> str:
         return raw.decode("latin-1")
 
 
+# Transfer encodings under which the encoded size is the decoded size.
+_IDENTITY_ENCODINGS = frozenset({"", "7bit", "8bit", "binary"})
+
+
 def _decoded_size(size: int, encoding: str | None) -> int:
-    """Approximate decoded size: base64 lines of 76 chars + CRLF carry 57 bytes."""
+    """Estimate the decoded size: base64 lines of 76 chars + CRLF carry 57 bytes.
+
+    Only an estimate (padding and a short last line are not in the count);
+    ``BINARY.SIZE`` gives the exact figure where the server has BINARY.
+    """
     if (encoding or "").lower() == "base64":
         return size * 57 // 78
     return size
@@ -417,6 +451,10 @@ def _walk_structure(node: object, prefix: str, out: Structure) -> None:
     ctype = f"{mtype}/{subtype}"
     is_message = mtype == "message" and subtype in {"rfc822", "global"}
     if disposition == "attachment" or (filename and mtype != "text") or is_message:
+        if (cte := (encoding or "").lower()) not in _IDENTITY_ENCODINGS:
+            out.estimated.append(
+                EstimatedSize(len(out.attachments), section, size, cte)
+            )
         out.attachments.append(
             Attachment(filename or "unnamed", ctype, _decoded_size(size, encoding))
         )
@@ -1022,7 +1060,44 @@ class ImapClient:
                 for uid, item in raw.items():
                     if uid in result and uid in section_uids:
                         result[uid].text = _section_data(item, section)
+        if "BINARY" in self.capabilities:
+            await self._exact_attachment_sizes(result)
         return result
+
+    async def _exact_attachment_sizes(
+        self, messages: dict[int, FetchedMessage]
+    ) -> None:
+        """Replace estimated attachment sizes by the decoded ones (RFC 3516).
+
+        One FETCH per set of sections (usually one for a whole batch); the
+        server decodes, nothing travels but the numbers. A server that cannot
+        decode a part answers NO, and an impossible figure is not taken: the
+        estimates stay.
+        """
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for uid, message in messages.items():
+            if message.structure.estimated:
+                sections = tuple(e.section for e in message.structure.estimated)
+                groups.setdefault(sections, []).append(uid)
+        for sections, uids in groups.items():
+            items = " ".join(f"BINARY.SIZE[{section}]" for section in sections)
+            try:
+                async with self._lock:
+                    raw = await self._uid_fetch(uids, f"(UID {items})")
+            except ProtocolError as err:
+                _LOGGER.debug("BINARY.SIZE refused, sizes stay estimated: %s", err)
+                continue
+            for uid, item in raw.items():
+                if uid not in uids:
+                    continue
+                structure = messages[uid].structure
+                for estimate in structure.estimated:
+                    size = _int(item.get(f"BINARY.SIZE[{estimate.section}]"))
+                    if size is not None and estimate.plausible(size):
+                        attachments = structure.attachments
+                        attachments[estimate.index] = replace(
+                            attachments[estimate.index], size=size
+                        )
 
     async def fetch_events(
         self,

@@ -59,6 +59,9 @@ class MailEvent:
     attachments: list[Attachment] = field(default_factory=list)
     sender_verified: bool = False
     authentication: dict[str, Any] = field(default_factory=dict)
+    # RFC 3834's Auto-Submitted ("auto-generated", "auto-replied"...); None
+    # when absent or "no": mail a person sent.
+    auto_submitted: str | None = None
     headers: dict[str, list[str]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -358,6 +361,12 @@ def parse_headers(raw: bytes) -> Message:
     return BytesHeaderParser(policy=compat32).parsebytes(raw)
 
 
+def _auto_submitted(value: str | None) -> str | None:
+    """Return the Auto-Submitted keyword; None for "no" or no header."""
+    keyword = decode_header_value(value).split(";")[0].strip().lower()
+    return None if keyword in ("", "no") else keyword
+
+
 def event_from_parts(
     headers: Message,
     *,
@@ -401,6 +410,7 @@ def event_from_parts(
         attachments=attachments,
         sender_verified=verified,
         authentication=auth,
+        auto_submitted=_auto_submitted(headers.get("Auto-Submitted")),
         headers=_header_dict(headers) if include_headers else None,
     )
     return fit_event(event)
