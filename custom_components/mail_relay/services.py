@@ -177,7 +177,7 @@ async def async_send_mail(
 async def _async_save_sent_copy(
     hass: HomeAssistant, entry: MailRelayConfigEntry, message: bytes
 ) -> None:
-    """APPEND a sent message to the account's Sent folder (seed 003)."""
+    """APPEND a sent message to the account's Sent folder (the user keeps a copy)."""
     try:
         async with _session(hass, entry, None) as client:
             await client.append(await client.sent_folder(), message)

@@ -24,7 +24,8 @@ CATALOG = (
     / "providers.json"
 )
 
-# Every address domain of seed 001's two tables (incoming and SMTP), with the
+# Every address domain of the provider tables the presets were built from
+# (incoming and SMTP), with the
 # provider it belongs to.
 SEED_DOMAINS = {
     "free.fr": "free",

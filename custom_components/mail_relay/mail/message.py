@@ -1,4 +1,4 @@
-"""Raw mail -> the ``mail_relay_new_mail`` event payload (DESIGN.md's contract).
+"""Raw mail -> the ``mail_relay_new_mail`` event payload (docs/architecture.md, the event contract).
 
 Everything here is tolerant: broken MIME, unknown charsets and truncated bodies
 (IMAP partial fetches, POP3 ``TOP``) still yield an event with what can be read.

@@ -34,7 +34,7 @@ class ServerSettings:
     verify_tls: bool = True
 
 
-# Well-known ports (seed 002, RFC 8314): used when a source names no port.
+# Well-known ports (RFC 8314, RFC 6409): used when a source names no port.
 DEFAULT_PORTS: dict[tuple[Protocol, Security], int] = {
     (Protocol.IMAP, Security.SSL): 993,
     (Protocol.IMAP, Security.STARTTLS): 143,
