@@ -25,8 +25,7 @@ CATALOG = (
 )
 
 # Every address domain of the provider tables the presets were built from
-# (incoming and SMTP), with the
-# provider it belongs to.
+# (incoming and SMTP), with the provider it belongs to.
 SEED_DOMAINS = {
     "free.fr": "free",
     "gmail.com": "google",
