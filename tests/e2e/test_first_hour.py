@@ -196,7 +196,8 @@ def test_a_newcomer_adds_an_account_and_an_automation_that_runs_on_mail(
     user = e2e.dovecot.add_user("newcomer")
     e2e.smtp.add_user(user.address, user.password)
     newcomer.add_account(user.address, user.password)
-    entry = next(e for e in e2e.hass.config_entries() if e["title"] == user.address)
+    title = f"{user.address} (IMAP)"
+    entry = next(e for e in e2e.hass.config_entries() if e["title"] == title)
     assert entry["state"] == "loaded"
 
     newcomer.open_automation_editor()
