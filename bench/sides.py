@@ -32,7 +32,7 @@ NOT_AVAILABLE = {"status": "not available"}
 def mail_relay_has(feature: str) -> bool:
     """Whether the merged code has this piece (imap, pop3 or smtp) yet."""
     files = {
-        "imap": ["mail/imap.py", "coordinator.py"],
+        "imap": ["mail/imap/__init__.py", "coordinator.py"],
         "pop3": ["mail/pop3.py", "coordinator.py"],
         "smtp": ["mail/smtp.py", "notify.py"],
     }[feature]

@@ -16,16 +16,18 @@ def test_core_sources_do_not_import_homeassistant() -> None:
     offenders = []
     for path in sorted(CORE.rglob("*.py")):
         tree = ast.parse(path.read_text(), str(path))
+        # mail/x.py may go up one level (``from .x``), mail/imap/x.py two.
+        depth = len(path.relative_to(CORE).parts)
         for node in ast.walk(tree):
             names: list[str] = []
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module]
-            elif isinstance(node, ast.ImportFrom) and node.level > 1:
+            elif isinstance(node, ast.ImportFrom) and node.level > depth:
                 names = ["(relative import leaving mail/)"]
             offenders += [
-                f"{path.name}: {name}"
+                f"{path.relative_to(CORE)}: {name}"
                 for name in names
                 if name.split(".")[0] == "homeassistant" or name.startswith("(")
             ]
@@ -35,15 +37,18 @@ def test_core_sources_do_not_import_homeassistant() -> None:
 
 def test_importing_core_and_cli_loads_no_homeassistant_module() -> None:
     modules = sorted(
-        "custom_components.mail_relay.mail." + p.stem
-        for p in CORE.glob("*.py")
-        if p.stem != "__init__"
+        ".".join(["custom_components.mail_relay.mail", *p.relative_to(CORE).parts])
+        .removesuffix(".py")
+        .removesuffix(".__init__")
+        for p in CORE.rglob("*.py")
+        if p.relative_to(CORE).parts != ("__init__.py",)
     ) + sorted(
         "mail_relay_cli." + p.stem
         for p in CLI.glob("*.py")
         if p.stem not in ("__init__", "__main__")
     )
     assert "mail_relay_cli.app" in modules
+    assert "custom_components.mail_relay.mail.imap.adapter" in modules
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"
@@ -169,3 +174,18 @@ def test_nothing_outside_mail_uses_a_private_name_of_mail() -> None:
         ]
     assert len(files) > 20
     assert offenders == []
+
+
+def test_only_the_imap_adapter_imports_aioimaplib() -> None:
+    importers = []
+    for path in sorted(CORE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            if any(name.split(".")[0] == "aioimaplib" for name in names):
+                importers.append(str(path.relative_to(CORE)))
+    assert importers == ["imap/adapter.py"]

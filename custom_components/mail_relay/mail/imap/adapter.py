@@ -1,0 +1,467 @@
+"""The aioimaplib adapter: the one module that touches aioimaplib.
+
+Every use of aioimaplib in the mail core is here: its protocol object
+(subclassed as ``_Protocol`` to trace the wire and note new-mail hints), its
+``Command`` and ``FetchCommand`` objects, its states and exceptions, and the
+attributes of the protocol the connection drives (``pending_sync_command``,
+``pending_async_commands``, ``idle_queue``, ``incomplete_line``,
+``transport``, ``state``, ``capabilities``, ``literal_data``...). Two of them
+are private: the protocol's ``_untagged_response`` and a command's ``_event``
+and ``_exception``.
+
+aioimaplib is only the base; the parts that matter for a watcher that must
+never hang or lose mail are ours: STARTTLS (aioimaplib has none), LOGIN
+without the password ever entering a log or an exception text, timeouts on
+every wait, and pending commands failed at once when the connection drops
+(aioimaplib would leave them waiting forever after a BYE). ``ImapConnection``
+is the connection half of ``ImapClient``; the client adds the commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import ssl
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from aioimaplib import aioimaplib
+
+from ..errors import (
+    AuthError,
+    CertificateError,
+    ConnectError,
+    MailError,
+    MailTimeoutError,
+    OAuthRequiredError,
+    ProtocolError,
+    StartTlsUnavailableError,
+    TlsError,
+)
+from ..models import Security, ServerSettings
+from ..tls import create_ssl_context, shrink_read_buffer
+from ..trace import MASK, RECV, SEND, Trace
+from .parse import Response, _capabilities, _last_text, _text, parse_fetch
+from .syntax import quote, uid_set
+
+_LOGGER = logging.getLogger(__name__)
+
+Command = Any  # aioimaplib.Command
+
+# The state a folder is open in (aioimaplib only knows SELECT).
+SELECTED = aioimaplib.SELECTED
+
+
+# -- the protocol object ----------------------------------------------------------
+
+_NEW_MAIL = re.compile(rb"\*?\s*\d+\s+(EXISTS|RECENT)\b", re.IGNORECASE)
+_CHANGE = re.compile(rb"\*?\s*(\d+\s+(EXISTS|RECENT|EXPUNGE|FETCH)\b|VANISHED\b)", re.I)
+_BYE = re.compile(rb"\*?\s*BYE\b", re.IGNORECASE)
+
+
+class _ConnectionLostError(Exception):
+    """Fails commands still waiting when the connection drops."""
+
+
+class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
+    """aioimaplib's protocol, tracing the wire and noting new-mail hints."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_lost: Callable[[Exception | None], None],
+        trace: Trace | None,
+    ) -> None:
+        super().__init__(loop, on_lost)
+        self.trace = trace
+        self.bytes_received = 0
+        # Set when the server announced new mail outside IDLE (aioimaplib drops
+        # such untagged answers); the watcher searches again before idling.
+        self.new_mail_hint = False
+
+    def data_received(self, d: bytes) -> None:
+        self.bytes_received += len(d)
+        if self.trace is not None:
+            self.trace("imap", RECV, d)
+        super().data_received(d)
+
+    def send(self, line: str, scrub: str | None = None) -> None:
+        """Send a command line (never one with credentials: see ``_login``)."""
+        if self.trace is not None:
+            self.trace("imap", SEND, line.encode() + b"\r\n")
+        super().send(line, scrub)
+
+    def _untagged_response(self, line: bytes) -> Any:  # noqa: ANN401
+        if _NEW_MAIL.match(line):
+            self.new_mail_hint = True
+            if (
+                self.pending_sync_command is None
+                and "NOOP" not in self.pending_async_commands
+            ):
+                return None  # noted; aioimaplib would log it as ignored
+        return super()._untagged_response(line)
+
+
+class ImapConnection:
+    """The connection half of ``ImapClient``: connect, log in, run commands, IDLE."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        timeout: float = 30.0,
+        trace: Trace | None = None,
+    ) -> None:
+        """Prepare; ``connect()`` opens the connection; ``trace``: see ``trace``."""
+        self.settings = settings
+        self.timeout = timeout
+        self.capabilities: set[str] = set()
+        self.selected: str | None = None
+        self.uidvalidity: int | None = None
+        self.idle_rounds = 0  # IDLE commands issued, for diagnostics and tests
+        self._ssl_context = ssl_context
+        self._trace = trace
+        self._proto: _Protocol | None = None
+        self._lost = asyncio.Event()
+        self._broken = False
+        self._lock = asyncio.Lock()
+
+    # -- connection -------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up and usable."""
+        return self._proto is not None and not self._broken and not self._lost.is_set()
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes the server sent on this connection (after TLS decryption)."""
+        return self._proto.bytes_received if self._proto is not None else 0
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            # Blocking (reads the trust store); hosts pass a prepared context.
+            self._ssl_context = create_ssl_context(verify=self.settings.verify_tls)
+        return self._ssl_context
+
+    async def connect(self) -> None:
+        """Connect, secure the connection as configured, and log in.
+
+        STARTTLS fails closed: when the server does not offer it,
+        ``StartTlsUnavailableError`` is raised before any credential is sent.
+        """
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        proto = _Protocol(loop, lambda _exc: None, self._trace)
+        proto.conn_lost_cb = lambda exc: self._connection_lost(proto, exc)
+        self._proto = proto
+        self._lost.clear()
+        self._broken = False
+        implicit = settings.security is Security.SSL
+        try:
+            with self._errors("connect"):
+                async with asyncio.timeout(self.timeout):
+                    transport, _ = await loop.create_connection(
+                        lambda: proto,
+                        settings.host,
+                        settings.port,
+                        ssl=self._context() if implicit else None,
+                    )
+                if implicit:
+                    shrink_read_buffer(transport)
+                await self._wait_greeting(proto)
+                if settings.security is Security.STARTTLS:
+                    await self._starttls(proto)
+                if proto.state == aioimaplib.NONAUTH:
+                    await self._login(proto)
+                self.capabilities = {c.upper() for c in proto.capabilities}
+        except BaseException:
+            self._abort()
+            raise
+        _LOGGER.debug(
+            "Logged in to %s:%s as %s", settings.host, settings.port, settings.username
+        )
+
+    async def _wait_greeting(self, proto: _Protocol) -> None:
+        waiter = asyncio.ensure_future(proto.wait("AUTH|NONAUTH"))
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {waiter, lost},
+                timeout=self.timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            waiter.cancel()
+            lost.cancel()
+        if waiter in done:
+            return
+        if lost in done:
+            raise ConnectError("the server closed the connection before its greeting")
+        raise MailTimeoutError("no greeting from the server")
+
+    async def _starttls(self, proto: _Protocol) -> None:
+        if "STARTTLS" not in {c.upper() for c in proto.capabilities}:
+            raise StartTlsUnavailableError(
+                "the server does not offer STARTTLS; not sending the password"
+            )
+        response = await self._execute(self._command("STARTTLS"))
+        if response.result != "OK":
+            raise StartTlsUnavailableError(
+                f"the server refused STARTTLS: {_last_text(response)}"
+            )
+        loop = asyncio.get_running_loop()
+        # Anything the server sent after its OK arrived in clear text: drop it.
+        proto.incomplete_line = b""
+        transport = await loop.start_tls(
+            proto.transport,
+            proto,
+            self._context(),
+            server_hostname=self.settings.host,
+            ssl_handshake_timeout=self.timeout,
+        )
+        proto.transport = transport
+        shrink_read_buffer(transport)
+        # Capabilities seen before TLS must be forgotten (RFC 3501 6.2.1).
+        async with asyncio.timeout(self.timeout):
+            await proto.capability()
+
+    async def _login(self, proto: _Protocol) -> None:
+        settings = self.settings
+        if any(c in settings.password + settings.username for c in "\r\n\0"):
+            raise AuthError("the user name or password contains a line break")
+        caps = {c.upper() for c in proto.capabilities}
+        if "LOGINDISABLED" in caps:
+            if caps & {"AUTH=XOAUTH2", "AUTH=OAUTHBEARER"}:
+                raise OAuthRequiredError("the server accepts only OAuth2 sign-in")
+            raise AuthError("the server refuses password login on this connection")
+        # Sent by hand so that the password is in no Command object: aioimaplib
+        # puts command arguments in log lines and exception texts.
+        command = aioimaplib.Command(
+            "LOGIN", proto.new_tag(), loop=proto.loop, timeout=self.timeout
+        )
+        proto.pending_sync_command = command
+        start = f"{command.tag} LOGIN {self._login_arg(settings.username, caps)} "
+        if self._trace is not None:
+            self._trace("imap", SEND, f"{start}{MASK}\r\n".encode())
+        line = f"{start}{self._login_arg(settings.password, caps)}\r\n"
+        proto.transport.write(line.encode())
+        with self._errors("login"):
+            async with asyncio.timeout(self.timeout):
+                await command.wait()
+        response = command.response
+        if response.result != "OK":
+            text = _last_text(response)
+            if "[UNAVAILABLE]" in text.upper():
+                raise ConnectError(f"server unavailable: {text}")
+            if re.search(r"oauth|web login required", text, re.IGNORECASE):
+                raise OAuthRequiredError(text)
+            raise AuthError(text or "login refused")
+        proto.state = aioimaplib.AUTH
+        caps_after = _capabilities(response)
+        if caps_after:
+            proto.capabilities = caps_after
+        else:
+            with self._errors("capability"):
+                async with asyncio.timeout(self.timeout):
+                    await proto.capability()
+
+    @staticmethod
+    def _login_arg(value: str, caps: set[str]) -> str:
+        if value.isascii() or "LITERAL+" not in caps:
+            return quote(value)
+        return "{%d+}\r\n%s" % (len(value.encode()), value)  # noqa: UP031
+
+    def _connection_lost(self, proto: _Protocol, exc: Exception | None) -> None:
+        """Wake every waiter at once: aioimaplib would leave them hanging."""
+        if proto is self._proto:
+            self._broken = True
+            self._lost.set()
+        _LOGGER.debug("Connection to %s lost: %s", self.settings.host, exc)
+        error = _ConnectionLostError(str(exc) if exc else "connection closed")
+        pending = [proto.pending_sync_command, *proto.pending_async_commands.values()]
+        for command in pending:
+            if command is not None and not command._event.is_set():
+                command._exception = error
+                command.close(b"connection lost", "BYE")
+        proto.idle_queue.put_nowait([b"BYE connection lost"])
+
+    def _abort(self) -> None:
+        self._broken = True
+        proto = self._proto
+        if proto is not None and proto.transport is not None:
+            proto.transport.abort()
+
+    async def logout(self) -> None:
+        """Log out and close; always safe to call, never raises."""
+        proto = self._proto
+        if proto is None:
+            return
+        try:
+            if self.connected and proto.state != aioimaplib.STARTED:
+                if proto.has_pending_idle_command():
+                    proto.idle_done()
+                async with asyncio.timeout(min(self.timeout, 5.0)):
+                    await proto.execute(
+                        aioimaplib.Command("LOGOUT", proto.new_tag(), loop=proto.loop)
+                    )
+                    # The server closes after BYE; wait so TLS shuts down cleanly.
+                    await self._lost.wait()
+        except Exception as err:  # logout must never fail
+            _LOGGER.debug("Logout from %s: %s", self.settings.host, err)
+        finally:
+            self._abort()
+            self._proto = None
+            self.selected = None
+
+    # -- command plumbing ---------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Map transport and aioimaplib failures onto mail.errors."""
+        try:
+            yield
+        except MailError:
+            raise
+        except ssl.SSLCertVerificationError as err:
+            self._abort()
+            raise CertificateError(err.verify_message or str(err)) from None
+        except ssl.SSLError as err:
+            self._abort()
+            raise TlsError(str(err)) from None
+        except (TimeoutError, aioimaplib.CommandTimeout):
+            self._abort()
+            raise MailTimeoutError(f"{what}: no answer from the server") from None
+        except _ConnectionLostError as err:
+            self._abort()
+            raise ConnectError(f"{what}: connection lost ({err})") from None
+        except OSError as err:
+            self._abort()
+            raise ConnectError(f"{what}: {err.strerror or err}") from None
+        except aioimaplib.AioImapException as err:
+            self._abort()
+            raise ProtocolError(f"{what}: {err}") from None
+
+    def _require(self) -> _Protocol:
+        if self._proto is None or not self.connected:
+            raise ConnectError("not connected")
+        return self._proto
+
+    async def _execute(
+        self, command: Command, *, deadline: float | None = None
+    ) -> Response:
+        proto = self._require()
+        with self._errors(command.name):
+            async with asyncio.timeout(deadline or self.timeout * 4):
+                return await proto.execute(command)
+
+    def _command(self, name: str, *args: str, **kwargs: str) -> Command:
+        proto = self._require()
+        # ``timeout`` is aioimaplib's inactivity timer: reset by every answer line.
+        return aioimaplib.Command(
+            name,
+            proto.new_tag(),
+            *args,
+            loop=proto.loop,
+            timeout=self.timeout,
+            **kwargs,
+        )
+
+    async def _ok(self, command: Command) -> Response:
+        response = await self._execute(command)
+        if response.result != "OK":
+            raise ProtocolError(f"{command.name}: {_last_text(response)}")
+        return response
+
+    async def _uid_fetch(
+        self, uids: list[int], items: str
+    ) -> dict[int, dict[str, Any]]:
+        proto = self._require()
+        command = aioimaplib.FetchCommand(
+            proto.new_tag(),
+            uid_set(uids),
+            items,
+            prefix="UID",
+            loop=proto.loop,
+            timeout=self.timeout,
+        )
+        # A large batch may take a while; the inactivity timer still applies.
+        response = await self._execute(command, deadline=self.timeout * 20)
+        if response.result != "OK":
+            raise ProtocolError(f"FETCH: {_last_text(response)}")
+        return parse_fetch(response.lines)
+
+    # -- IDLE -------------------------------------------------------------
+
+    async def idle_wait(self, renew: float) -> bool:
+        """Sit in IDLE until the folder changes or ``renew`` seconds pass.
+
+        Returns whether the server reported a change. DONE must be answered
+        within the timeout, otherwise the connection is declared dead: a
+        silent network drop cannot keep the watcher waiting forever.
+        """
+        proto = self._require()
+        if "IDLE" not in self.capabilities:
+            raise ProtocolError("the server does not offer IDLE")
+        while not proto.idle_queue.empty():
+            proto.idle_queue.get_nowait()
+        async with self._lock:
+            self.idle_rounds += 1
+            idle_task = asyncio.ensure_future(proto.idle())
+            try:
+                with self._errors("IDLE"):
+                    changed = await self._idle_session(proto, idle_task, renew)
+            except BaseException:
+                if not idle_task.done():
+                    idle_task.cancel()
+                elif not idle_task.cancelled():
+                    idle_task.exception()  # retrieved: the error raised here says it
+                self._abort()
+                raise
+        return changed
+
+    async def _idle_session(
+        self, proto: _Protocol, idle_task: asyncio.Future[Any], renew: float
+    ) -> bool:
+        ack = asyncio.ensure_future(proto.wait_for_idle_response())
+        try:
+            async with asyncio.timeout(self.timeout):
+                await asyncio.wait(
+                    {idle_task, ack}, return_when=asyncio.FIRST_COMPLETED
+                )
+        finally:
+            ack.cancel()
+        if idle_task.done():
+            response = idle_task.result()
+            raise ProtocolError(f"IDLE refused: {_last_text(response)}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + renew
+        changed = False
+        while not changed:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                async with asyncio.timeout(remaining):
+                    lines = await proto.idle_queue.get()
+            except TimeoutError:
+                break
+            for line in lines:
+                if not isinstance(line, bytes):
+                    continue
+                if _BYE.match(line):
+                    raise ConnectError(f"server said {_text(line)}")
+                if _CHANGE.match(line):
+                    changed = True
+        proto.idle_done()
+        try:
+            async with asyncio.timeout(self.timeout):
+                response = await idle_task
+        except TimeoutError:
+            raise MailTimeoutError("no answer to DONE: connection is dead") from None
+        if response.result != "OK":
+            raise ProtocolError(f"IDLE ended with {_last_text(response)}")
+        return changed

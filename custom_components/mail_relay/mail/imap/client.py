@@ -1,0 +1,458 @@
+"""The IMAP client: folders, searching, fetching and changing messages.
+
+Messages are tracked by UID and UIDVALIDITY; fetching reads headers,
+structure and only the first bytes of the text part; attachments are never
+downloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import replace
+from typing import Any
+
+from ..errors import MessageNotFoundError, ProtocolError
+from ..message import (
+    MailEvent,
+    decode_header_value,
+    event_from_parts,
+    html_to_text,
+    parse_headers,
+)
+from .adapter import SELECTED, ImapConnection
+from .parse import (
+    MAX_TEXT_BYTES,
+    FetchedMessage,
+    _decode_part,
+    _fetched,
+    _int,
+    _iso,
+    _last_text,
+    _numbers,
+    _response_codes,
+    _section_data,
+    _text,
+    build_event,
+    parse_data,
+    response_data,
+    text_bytes_for,
+)
+from .syntax import _chunks, decode_mailbox, mailbox_arg, uid_set
+
+_LOGGER = logging.getLogger(__name__)
+
+# UIDs per FETCH/STORE command: keeps command lines and responses bounded.
+BATCH_SIZE = 100
+# Bytes of each text part fetched for the ``fetch`` action.
+FULL_TEXT_BYTES = 1024 * 1024
+
+# Where mail clients keep sent mail, when the server flags none \Sent.
+SENT_FOLDER_NAMES = (
+    "Sent",
+    "Sent Items",
+    "Sent Messages",
+    "Sent Mail",
+    "INBOX.Sent",
+    "Envoyés",
+    "Messages envoyés",
+    "Éléments envoyés",
+)
+
+
+# -- the client -------------------------------------------------------------
+
+
+class ImapClient(ImapConnection):
+    """One authenticated IMAP connection, for the watcher or for actions.
+
+    Commands are serialised by a lock. Do not share an instance with a running
+    watcher: the watcher keeps its folder selected and sits in IDLE.
+    """
+
+    # -- folders ------------------------------------------------------------
+
+    async def select(self, folder: str, readonly: bool = False) -> tuple[int, int]:
+        """Open a folder; return (UIDVALIDITY, UIDNEXT)."""
+        async with self._lock:
+            name = "EXAMINE" if readonly else "SELECT"
+            response = await self._execute(self._command(name, mailbox_arg(folder)))
+            if response.result != "OK":
+                self.selected = None
+                raise ProtocolError(
+                    f"cannot open folder {folder!r}: {_last_text(response)}"
+                )
+            proto = self._require()
+            proto.state = SELECTED  # aioimaplib only knows SELECT
+            codes = _response_codes(response)
+            uidvalidity = _int(codes.get("UIDVALIDITY"))
+            uidnext = _int(codes.get("UIDNEXT"))
+            self.selected = folder
+            if uidnext is None:
+                uidnext = await self._uidnext_by_search()
+            self.uidvalidity = uidvalidity or 0
+            return self.uidvalidity, uidnext
+
+    async def _uidnext_by_search(self) -> int:
+        """For servers that leave UIDNEXT out of SELECT."""
+        response = await self._ok(self._command("SEARCH", "UID", "1:*", prefix="UID"))
+        return max(_numbers(response), default=0) + 1
+
+    async def _folders_with_flags(self) -> list[tuple[str, set[str]]]:
+        """Return the selectable folders, decoded, with their lower-case flags."""
+        async with self._lock:
+            response = await self._ok(self._command("LIST", '""', '"*"'))
+        tokens = parse_data(response_data(response.lines))
+        folders: list[tuple[str, set[str]]] = []
+        # Each answer is (flags) delimiter name.
+        for index in range(len(tokens) - 2):
+            flags, name = tokens[index], tokens[index + 2]
+            if not isinstance(flags, list) or not isinstance(name, bytes):
+                continue
+            lowered = {_text(f).lower() for f in flags}
+            if {"\\noselect", "\\nonexistent"} & lowered:
+                continue
+            folders.append((decode_mailbox(_text(name)), lowered))
+        return folders
+
+    async def list_folders(self) -> list[str]:
+        """Names of the folders that can be selected, decoded."""
+        return [name for name, _ in await self._folders_with_flags()]
+
+    async def sent_folder(self) -> str:
+        r"""Return the folder mail clients keep sent mail in; create it if missing.
+
+        The server's SPECIAL-USE ``\Sent`` flag (RFC 6154) wins; then the
+        usual names, French ones included; else a new "Sent".
+        """
+        folders = await self._folders_with_flags()
+        for name, flags in folders:
+            if "\\sent" in flags:
+                return name
+        by_name = {name.casefold(): name for name, _ in folders}
+        for usual in SENT_FOLDER_NAMES:
+            if usual.casefold() in by_name:
+                return by_name[usual.casefold()]
+        await self.create_folder("Sent")
+        return "Sent"
+
+    async def append(self, folder: str, message: bytes) -> None:
+        """Store a copy of a message (marked read) in a folder."""
+        async with self._lock:
+            proto = self._require()
+            command = self._command(
+                "APPEND", mailbox_arg(folder), "(\\Seen)", f"{{{len(message)}}}"
+            )
+            # aioimaplib sends this literal when the server asks for it.
+            proto.literal_data = message
+            await self._ok(command)
+
+    async def create_folder(self, name: str) -> None:
+        """Create a folder (tests and setup helpers)."""
+        async with self._lock:
+            await self._ok(self._command("CREATE", mailbox_arg(name)))
+
+    # -- searching and fetching ----------------------------------------------
+
+    async def search_since(self, last_uid: int) -> list[int]:
+        """UIDs above the mark, ascending.
+
+        ``n:*`` always matches the highest UID, even below ``n``: filter.
+        """
+        async with self._lock:
+            response = await self._ok(
+                self._command("SEARCH", "UID", f"{last_uid + 1}:*", prefix="UID")
+            )
+        return sorted(uid for uid in set(_numbers(response)) if uid > last_uid)
+
+    async def existing(self, uids: list[int]) -> set[int]:
+        """Which of these UIDs exist in the selected folder."""
+        if not uids:
+            return set()
+        async with self._lock:
+            response = await self._ok(
+                self._command("SEARCH", "UID", uid_set(uids), prefix="UID")
+            )
+        return set(_numbers(response)) & set(uids)
+
+    async def unread_count(self) -> int:
+        """Unseen messages in the selected folder (ESEARCH COUNT when offered)."""
+        async with self._lock:
+            if "ESEARCH" in self.capabilities:
+                response = await self._ok(
+                    self._command(
+                        "SEARCH",
+                        "RETURN",
+                        "(COUNT)",
+                        "UNSEEN",
+                        untagged_resp_name="ESEARCH",
+                    )
+                )
+                match = re.search(rb"\bCOUNT\s+(\d+)", response_data(response.lines))
+                return int(match.group(1)) if match else 0
+            response = await self._ok(self._command("SEARCH", "UNSEEN"))
+            return len(_numbers(response))
+
+    async def noop(self) -> None:
+        """Ask for pending updates; proves the connection is alive."""
+        async with self._lock:
+            await self._ok(self._command("NOOP"))
+
+    async def wait_closed(self, seconds: float) -> bool:
+        """Wait up to ``seconds``; True as soon as the connection drops."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._lost.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def take_new_mail_hint(self) -> bool:
+        """Whether the server announced mail since the last call."""
+        proto = self._proto
+        if proto is None:
+            return False
+        hint, proto.new_mail_hint = proto.new_mail_hint, False
+        return bool(hint)
+
+    async def fetch_messages(
+        self, uids: list[int], *, text_bytes: int
+    ) -> dict[int, FetchedMessage]:
+        """Headers, flags, size, date and structure, plus the text's first bytes.
+
+        Part 1 is asked for in the same command (for single-part mail and
+        ``multipart/alternative`` it is the text); messages whose text lives
+        elsewhere get one more FETCH per section. Attachments never travel.
+        """
+        result: dict[int, FetchedMessage] = {}
+        for batch in _chunks(sorted(set(uids)), BATCH_SIZE):
+            items = "UID FLAGS RFC822.SIZE INTERNALDATE BODYSTRUCTURE BODY.PEEK[HEADER]"
+            if text_bytes > 0:
+                items += f" BODY.PEEK[1]<0.{text_bytes}>"
+            async with self._lock:
+                raw = await self._uid_fetch(batch, f"({items})")
+            later: dict[tuple[str, int], list[int]] = {}
+            for uid, item in raw.items():
+                if uid not in batch:
+                    continue  # an unsolicited FETCH (flag change) of another message
+                message = _fetched(uid, item)
+                result[uid] = message
+                part = message.structure.text
+                if part is None or text_bytes <= 0:
+                    continue
+                # HTML spends many bytes on markup and style sheets: allow more.
+                wanted = (
+                    max(text_bytes, MAX_TEXT_BYTES)
+                    if part.subtype == "html"
+                    else text_bytes
+                )
+                data = _section_data(item, "1") if part.section == "1" else None
+                if data is not None and (
+                    len(data) < text_bytes or wanted == text_bytes
+                ):
+                    message.text = data
+                else:
+                    later.setdefault((part.section, wanted), []).append(uid)
+            for (section, size), section_uids in later.items():
+                async with self._lock:
+                    raw = await self._uid_fetch(
+                        section_uids, f"(UID BODY.PEEK[{section}]<0.{size}>)"
+                    )
+                for uid, item in raw.items():
+                    if uid in result and uid in section_uids:
+                        result[uid].text = _section_data(item, section)
+        if "BINARY" in self.capabilities:
+            await self._exact_attachment_sizes(result)
+        return result
+
+    async def _exact_attachment_sizes(
+        self, messages: dict[int, FetchedMessage]
+    ) -> None:
+        """Replace estimated attachment sizes by the decoded ones (RFC 3516).
+
+        One FETCH per set of sections (usually one for a whole batch); the
+        server decodes, nothing travels but the numbers. A server that cannot
+        decode a part answers NO, and an impossible figure is not taken: the
+        estimates stay.
+        """
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for uid, message in messages.items():
+            if message.structure.estimated:
+                sections = tuple(e.section for e in message.structure.estimated)
+                groups.setdefault(sections, []).append(uid)
+        for sections, uids in groups.items():
+            items = " ".join(f"BINARY.SIZE[{section}]" for section in sections)
+            try:
+                async with self._lock:
+                    raw = await self._uid_fetch(uids, f"(UID {items})")
+            except ProtocolError as err:
+                _LOGGER.debug("BINARY.SIZE refused, sizes stay estimated: %s", err)
+                continue
+            for uid, item in raw.items():
+                if uid not in uids:
+                    continue
+                structure = messages[uid].structure
+                for estimate in structure.estimated:
+                    size = _int(item.get(f"BINARY.SIZE[{estimate.section}]"))
+                    if size is not None and estimate.plausible(size):
+                        attachments = structure.attachments
+                        attachments[estimate.index] = replace(
+                            attachments[estimate.index], size=size
+                        )
+
+    async def fetch_events(
+        self,
+        uids: list[int],
+        *,
+        account: str,
+        folder: str,
+        uidvalidity: int,
+        text_limit: int,
+        include_headers: bool,
+    ) -> list[MailEvent]:
+        """Events for these UIDs in UID order (vanished UIDs are left out)."""
+        fetched = await self.fetch_messages(uids, text_bytes=text_bytes_for(text_limit))
+        return [
+            build_event(
+                fetched[uid],
+                account=account,
+                folder=folder,
+                uidvalidity=uidvalidity,
+                text_limit=text_limit,
+                include_headers=include_headers,
+            )
+            for uid in sorted(fetched)
+        ]
+
+    async def fetch_full(self, uid: int) -> dict[str, Any]:
+        """Return the whole message for the ``fetch`` action, attachments listed only.
+
+        Text and HTML parts are read up to 1 MB each; attachment contents are
+        not downloaded.
+        """
+        fetched = await self.fetch_messages([uid], text_bytes=0)
+        message = fetched.get(uid)
+        if message is None:
+            raise MessageNotFoundError(f"no message with UID {uid} in {self.selected}")
+        structure = message.structure
+        parts = [p for p in (structure.plain, structure.html) if p is not None]
+        data: dict[str, bytes | None] = {}
+        if parts:
+            items = " ".join(
+                f"BODY.PEEK[{p.section}]<0.{FULL_TEXT_BYTES}>" for p in parts
+            )
+            async with self._lock:
+                raw = await self._uid_fetch([uid], f"(UID {items})")
+            item = raw.get(uid, {})
+            data = {p.section: _section_data(item, p.section) for p in parts}
+        plain = structure.plain
+        html_part = structure.html
+        text = _decode_part(
+            data.get(plain.section) if plain else None, plain, as_text=True
+        )
+        html = _decode_part(
+            data.get(html_part.section) if html_part else None, html_part, as_text=False
+        )
+        if not text and html:
+            text = html_to_text(html)
+        headers = parse_headers(message.header)
+        event = event_from_parts(
+            headers,
+            account=self.settings.username,
+            protocol="imap",
+            folder=self.selected or "",
+            uid=str(uid),
+            uidvalidity=self.uidvalidity,
+            text="",
+            size=message.size,
+            attachments=list(structure.attachments),
+            text_limit=0,
+            include_headers=False,
+            internal_date=_iso(message.internal_date),
+        )
+        result = event.as_dict()
+        del result["account"], result["protocol"], result["text"]
+        header_map: dict[str, list[str]] = {}
+        for name, value in headers.items():
+            header_map.setdefault(name.lower(), []).append(decode_header_value(value))
+        result |= {
+            "text": text,
+            "html": html or None,
+            "headers": header_map,
+            "flags": message.flags,
+            "seen": "\\Seen" in message.flags,
+        }
+        return result
+
+    # -- changing messages ---------------------------------------------------
+
+    async def _require_uids(self, uids: list[int]) -> list[int]:
+        wanted = sorted(set(uids))
+        if not wanted:
+            raise ValueError("no UIDs given")
+        found = await self.existing(wanted)
+        missing = [uid for uid in wanted if uid not in found]
+        if missing:
+            raise MessageNotFoundError(
+                f"no message with UID {', '.join(map(str, missing))} in {self.selected}"
+            )
+        return wanted
+
+    async def _store(self, uids: list[int], flags: str) -> None:
+        for batch in _chunks(uids, BATCH_SIZE):
+            async with self._lock:
+                await self._ok(
+                    self._command(
+                        "STORE",
+                        uid_set(batch),
+                        "+FLAGS.SILENT",
+                        flags,
+                        prefix="UID",
+                        untagged_resp_name="FETCH",
+                    )
+                )
+
+    async def mark_seen(self, uids: list[int], *, check: bool = True) -> None:
+        r"""Set ``\Seen``; unknown UIDs raise ``MessageNotFoundError`` when checked."""
+        wanted = await self._require_uids(uids) if check else sorted(set(uids))
+        if wanted:
+            await self._store(wanted, "(\\Seen)")
+
+    async def _expunge(self, uids: list[int]) -> None:
+        for batch in _chunks(uids, BATCH_SIZE):
+            async with self._lock:
+                if "UIDPLUS" in self.capabilities:
+                    await self._ok(
+                        self._command("EXPUNGE", uid_set(batch), prefix="UID")
+                    )
+                else:
+                    # Without UIDPLUS this also removes other \Deleted mail.
+                    await self._ok(self._command("EXPUNGE"))
+
+    async def move(self, uids: list[int], target: str) -> None:
+        r"""MOVE when offered, else COPY + ``\Deleted`` + (UID) EXPUNGE."""
+        wanted = await self._require_uids(uids)
+        for batch in _chunks(wanted, BATCH_SIZE):
+            if "MOVE" in self.capabilities:
+                async with self._lock:
+                    await self._ok(
+                        self._command(
+                            "MOVE", uid_set(batch), mailbox_arg(target), prefix="UID"
+                        )
+                    )
+                continue
+            async with self._lock:
+                await self._ok(
+                    self._command(
+                        "COPY", uid_set(batch), mailbox_arg(target), prefix="UID"
+                    )
+                )
+            await self._store(batch, "(\\Deleted)")
+            await self._expunge(batch)
+
+    async def delete(self, uids: list[int]) -> None:
+        r"""Flag ``\Deleted`` and expunge these messages."""
+        wanted = await self._require_uids(uids)
+        await self._store(wanted, "(\\Deleted)")
+        await self._expunge(wanted)
