@@ -19,6 +19,7 @@ Scripts may rely on the codes (also in the README):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
 
 from custom_components.mail_relay.mail.errors import (
@@ -67,73 +68,111 @@ def usage_error(message: str) -> CliError:
     return CliError(message, Exit.USAGE)
 
 
+@dataclass(frozen=True, slots=True)
+class _Row:
+    error: type[MailError]
+    code: Exit
+    summary: str  # a few words for tables
+    advice: str  # the sentence after "what: "
+
+
+# Most specific class first: the first row the error is an instance of wins.
+# Fields: {host}, {where} (host:port), {username}, {detail}, {code}, {reply}.
+_TABLE: tuple[_Row, ...] = (
+    _Row(
+        OAuthRequiredError,
+        Exit.OAUTH,
+        "OAuth2 sign-in required",
+        "{host} accepts only OAuth2 sign-in; it refuses passwords,"
+        " even app passwords ({detail}).",
+    ),
+    _Row(
+        AuthError,
+        Exit.AUTH,
+        "login refused ({detail})",
+        "{host} refused the login of {username!r} ({detail})."
+        " Check the password (some providers want an app password) and the"
+        " user name (--username).",
+    ),
+    _Row(
+        StartTlsUnavailableError,
+        Exit.STARTTLS,
+        "STARTTLS not offered, password not sent",
+        "{where} does not offer STARTTLS, so the password was not sent"
+        " ({detail}). Try --security ssl on the implicit-TLS port; use"
+        " --security none only on a network you trust.",
+    ),
+    _Row(
+        CertificateError,
+        Exit.TLS,
+        "certificate not trusted ({detail})",
+        "the certificate of {host} is not trusted ({detail}). If the"
+        " server uses a private CA, trust it with --ca-file FILE or"
+        " SSL_CERT_FILE; --insecure turns verification off (the connection"
+        " stays encrypted, but anyone on the way could pose as the server).",
+    ),
+    _Row(
+        TlsError,
+        Exit.TLS,
+        "TLS failed ({detail})",
+        "TLS with {where} failed ({detail}). Check the security: ssl on"
+        " 993/995/465, starttls on 143/110/587.",
+    ),
+    _Row(
+        MailTimeoutError,
+        Exit.CONNECTION,
+        "no answer in time",
+        "{where} did not answer in time ({detail}).",
+    ),
+    _Row(
+        ConnectError,
+        Exit.CONNECTION,
+        "cannot connect ({detail})",
+        "cannot talk to {where} ({detail}). Check the host and the port.",
+    ),
+    _Row(
+        SendError,
+        Exit.REFUSED,
+        "message refused ({code} {reply})",
+        "the server refused the message: {code} {reply}",
+    ),
+    _Row(
+        MessageError,
+        Exit.USAGE,
+        "invalid message ({detail})",
+        "the message is invalid: {detail}",
+    ),
+    _Row(
+        MailError,
+        Exit.OTHER,
+        "unexpected answer ({detail})",
+        "{where} answered unexpectedly ({detail}).",
+    ),
+)
+
+
+def exit_code(err: MailError) -> Exit:
+    """Return the exit code for a core error."""
+    return _row(err).code
+
+
+def _row(err: MailError) -> _Row:
+    return next(row for row in _TABLE if isinstance(err, row.error))
+
+
 def explain(err: MailError, what: str, settings: ServerSettings) -> CliError:
     """Say in plain English what went wrong, with the matching exit code."""
-    where = f"{settings.host}:{settings.port}"
-    detail = str(err) or type(err).__name__
-    summary: str
-    advice: str
-    code: Exit
-    if isinstance(err, OAuthRequiredError):
-        summary = "OAuth2 sign-in required"
-        advice = (
-            f"{settings.host} accepts only OAuth2 sign-in; it refuses passwords,"
-            f" even app passwords ({detail})."
-        )
-        code = Exit.OAUTH
-    elif isinstance(err, AuthError):
-        summary = f"login refused ({detail})"
-        advice = (
-            f"{settings.host} refused the login of {settings.username!r} ({detail})."
-            " Check the password (some providers want an app password) and the"
-            " user name (--username)."
-        )
-        code = Exit.AUTH
-    elif isinstance(err, StartTlsUnavailableError):
-        summary = "STARTTLS not offered, password not sent"
-        advice = (
-            f"{where} does not offer STARTTLS, so the password was not sent"
-            f" ({detail}). Try --security ssl on the implicit-TLS port; use"
-            " --security none only on a network you trust."
-        )
-        code = Exit.STARTTLS
-    elif isinstance(err, CertificateError):
-        summary = f"certificate not trusted ({detail})"
-        advice = (
-            f"the certificate of {settings.host} is not trusted ({detail}). If the"
-            " server uses a private CA, trust it with --ca-file FILE or"
-            " SSL_CERT_FILE; --insecure turns verification off (the connection"
-            " stays encrypted, but anyone on the way could pose as the server)."
-        )
-        code = Exit.TLS
-    elif isinstance(err, TlsError):
-        summary = f"TLS failed ({detail})"
-        advice = (
-            f"TLS with {where} failed ({detail}). Check the security: ssl on"
-            " 993/995/465, starttls on 143/110/587."
-        )
-        code = Exit.TLS
-    elif isinstance(err, MailTimeoutError):
-        summary = "no answer in time"
-        advice = f"{where} did not answer in time ({detail})."
-        code = Exit.CONNECTION
-    elif isinstance(err, ConnectError):
-        summary = f"cannot connect ({detail})"
-        advice = f"cannot talk to {where} ({detail}). Check the host and the port."
-        code = Exit.CONNECTION
-    elif isinstance(err, SendError):
-        summary = f"message refused ({err.code} {err.reply})"
-        advice = f"the server refused the message: {err.code} {err.reply}"
-        code = Exit.REFUSED
-    elif isinstance(err, MessageError):
-        summary = f"invalid message ({detail})"
-        advice = f"the message is invalid: {detail}"
-        code = Exit.USAGE
-    else:
-        summary = f"unexpected answer ({detail})"
-        advice = f"{where} answered unexpectedly ({detail})."
-        code = Exit.OTHER
-    return CliError(f"{what}: {advice}", code, summary=summary)
-
-
-FATAL = (AuthError, CertificateError, StartTlsUnavailableError)
+    row = _row(err)
+    fields = {
+        "host": settings.host,
+        "where": f"{settings.host}:{settings.port}",
+        "username": settings.username,
+        "detail": str(err) or type(err).__name__,
+        "code": getattr(err, "code", ""),
+        "reply": getattr(err, "reply", ""),
+    }
+    return CliError(
+        f"{what}: {row.advice.format(**fields)}",
+        row.code,
+        summary=row.summary.format(**fields),
+    )

@@ -15,6 +15,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from custom_components.mail_relay.mail.backoff import Backoff
 from custom_components.mail_relay.mail.errors import MailError
 from custom_components.mail_relay.mail.imap import FolderState, ImapWatcher, WatchStatus
 from custom_components.mail_relay.mail.message import MailEvent
@@ -24,7 +25,7 @@ from custom_components.mail_relay.mail.probe import ssl_context
 
 from .account import Account
 from .config import watch_accounts
-from .errors import FATAL, CliError, Exit, explain
+from .errors import CliError, Exit, explain
 from .output import Output, say
 from .state import StateFile, state_key
 from .wire import tracer
@@ -123,17 +124,19 @@ class ImapRunner(Runner):
         )
         try:
             await self.watcher.connect_once()
-        except FATAL as err:
-            await self.watcher.close()
-            raise explain(err, self.label, self.settings) from err
         except MailError as err:
+            if err.fatal:
+                await self.watcher.close()
+                raise explain(err, self.label, self.settings) from err
             say(f"{self.label}: {explain(err, 'not connected yet', self.settings)}")
         self._task = asyncio.create_task(self._run(self.watcher))
 
     async def _run(self, watcher: ImapWatcher) -> None:
         try:
             await watcher.run()
-        except FATAL as err:
+        except MailError as err:  # only fatal errors end the watcher
+            if not err.fatal:
+                raise
             self.error = explain(err, self.label, self.settings)
             say(f"error: {self.error}")
             self._on_fatal(self)
@@ -206,9 +209,9 @@ class Pop3Runner(Runner):
         )
         try:
             await self._poll()
-        except FATAL as err:
-            raise explain(err, self.label, self.settings) from err
         except MailError as err:
+            if err.fatal:
+                raise explain(err, self.label, self.settings) from err
             say(f"{self.label}: {explain(err, 'first poll failed', self.settings)}")
             self._failures = 1
         else:
@@ -240,13 +243,13 @@ class Pop3Runner(Runner):
         """One scheduled poll; never raises into the scheduler."""
         try:
             await self._poll()
-        except FATAL as err:
-            self.error = explain(err, self.label, self.settings)
-            say(f"error: {self.error}")
-            self._job.remove()
-            self._on_fatal(self)
-            return
         except MailError as err:
+            if err.fatal:
+                self.error = explain(err, self.label, self.settings)
+                say(f"error: {self.error}")
+                self._job.remove()
+                self._on_fatal(self)
+                return
             if not self._failures:
                 say(f"{self.label}: poll failed ({err}); retrying")
             self._failures += 1
@@ -261,7 +264,8 @@ class Pop3Runner(Runner):
 
     def _retry_soon(self) -> None:
         """After a failure, poll again sooner than the interval (backoff)."""
-        delay = min(self.account.poll_interval, 2.0 ** (self._failures - 1))
+        backoff = Backoff(maximum=self.account.poll_interval, jitter=(1.0, 1.0))
+        delay = backoff.delay(self._failures)
         if delay < self.account.poll_interval:
             when = datetime.now(UTC) + timedelta(seconds=delay)
             self._job.modify(next_run_time=when)

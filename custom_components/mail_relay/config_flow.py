@@ -73,16 +73,9 @@ from .const import (
     DEFAULT_TEXT_LIMIT,
     DOMAIN,
 )
+from .errors import flow_error_key
 from .mail.autoconfig import AutoconfigSettings, DetectedSettings, Source, detect
-from .mail.errors import (
-    AuthError,
-    CertificateError,
-    MailError,
-    MailTimeoutError,
-    OAuthRequiredError,
-    ProtocolError,
-    StartTlsUnavailableError,
-)
+from .mail.errors import MailError
 from .mail.models import Protocol, Security, ServerSettings
 from .mail.probe import list_folders, test_login
 from .mail.providers import Provider, find_provider, find_provider_by_id
@@ -251,21 +244,6 @@ def _servers_from_detected(
     return data
 
 
-def _error_key(err: MailError) -> str:
-    """Map a core error to a translated error key; order matters (subclasses)."""
-    for kind, key in (
-        (OAuthRequiredError, "oauth_required"),
-        (AuthError, "invalid_auth"),
-        (CertificateError, "tls_error"),
-        (StartTlsUnavailableError, "starttls_unavailable"),
-        (MailTimeoutError, "timeout"),
-        (ProtocolError, "unknown"),
-    ):
-        if isinstance(err, kind):
-            return key
-    return "cannot_connect"
-
-
 class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
     """Add a mail account the way a good mail client's wizard does."""
 
@@ -327,7 +305,7 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
                 await test_login(settings, protocol, io_timeout=LOGIN_TIMEOUT)
             except MailError as err:
                 _LOGGER.debug("Login test to %s failed: %r", settings.host, err)
-                key = _error_key(err)
+                key = flow_error_key(err)
                 if key == "tls_error":
                     self._show_verify = True
                 return {"base": key}

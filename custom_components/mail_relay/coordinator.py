@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict
@@ -18,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers.event import async_call_later, async_track_time_interval
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
@@ -47,12 +45,9 @@ from .const import (
     LOGGER,
     MIN_POLL_INTERVAL,
 )
-from .mail.errors import (
-    AuthError,
-    CertificateError,
-    MailError,
-    StartTlsUnavailableError,
-)
+from .errors import Where, ha_error, needs_reauth
+from .mail.backoff import Backoff
+from .mail.errors import MailError
 from .mail.imap import FolderState, ImapWatcher, WatchStatus
 from .mail.message import MailEvent
 from .mail.models import Protocol, ServerSettings
@@ -68,24 +63,9 @@ STORAGE_VERSION = 1
 # Written on the next loop turn: a burst coalesces into a few writes, and the
 # window in which a crash could repeat an event stays a few milliseconds wide.
 STORE_SAVE_DELAY = 0.0
-POP3_BACKOFF_MAX = 300.0
+# Retry a failed poll sooner than the interval: 1 s doubling up to 5 minutes.
+POP3_BACKOFF = Backoff(initial=1.0, maximum=300.0, jitter=(0.8, 1.2))
 SENT_IDS_KEPT = 1000
-
-# Errors that retrying cannot fix: the user must act (new password, settings).
-FATAL_ERRORS = (AuthError, CertificateError, StartTlsUnavailableError)
-
-
-def raise_for_setup(err: MailError) -> None:
-    """Map a core error at setup to Home Assistant's retry or reauth."""
-    if isinstance(err, AuthError):
-        raise ConfigEntryAuthFailed(
-            translation_domain=DOMAIN, translation_key="auth_failed"
-        ) from err
-    raise ConfigEntryNotReady(
-        translation_domain=DOMAIN,
-        translation_key="cannot_connect",
-        translation_placeholders={"error": str(err) or type(err).__name__},
-    ) from err
 
 
 class MailRelayCoordinator:
@@ -219,7 +199,7 @@ class MailRelayCoordinator:
             await self._watcher.connect_once()
         except MailError as err:
             await self._watcher.close()
-            raise_for_setup(err)
+            raise ha_error(err, Where.SETUP) from err
         self._on_folder_state(self._watcher.state)
         self._on_status(self._watcher.status)
         self._run_task = self.entry.async_create_background_task(
@@ -229,9 +209,11 @@ class MailRelayCoordinator:
     async def _run_imap(self, watcher: ImapWatcher) -> None:
         try:
             await watcher.run()
-        except FATAL_ERRORS as err:
+        except MailError as err:  # only fatal errors end the watcher
+            if not err.fatal:
+                raise
             self._set_connected(False, str(err))
-            if isinstance(err, AuthError):
+            if needs_reauth(err):
                 self.entry.async_start_reauth(self.hass)
 
     @callback
@@ -267,7 +249,7 @@ class MailRelayCoordinator:
         try:
             await self._poll(raise_errors=True)
         except MailError as err:
-            raise_for_setup(err)
+            raise ha_error(err, Where.SETUP) from err
         self.entry.async_on_unload(
             async_track_time_interval(
                 self.hass,
@@ -296,13 +278,12 @@ class MailRelayCoordinator:
                     raise
                 self._poll_failures += 1
                 self._set_connected(False, str(err))
-                if isinstance(err, AuthError):
+                if needs_reauth(err):
                     self.entry.async_start_reauth(self.hass)
                     return
-                delay = min(POP3_BACKOFF_MAX, 2 ** (self._poll_failures - 1))
                 self._retry_cancel = async_call_later(
                     self.hass,
-                    delay * random.uniform(0.8, 1.2),
+                    POP3_BACKOFF.delay(self._poll_failures),
                     self._async_scheduled_poll,
                 )
                 return

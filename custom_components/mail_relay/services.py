@@ -28,16 +28,9 @@ from .const import (
     LOGGER,
 )
 from .data import MailRelayConfigEntry
+from .errors import Where, ha_error, needs_reauth
 from .mail.compose import Attachment, OutgoingMail, compose
-from .mail.errors import (
-    AuthError,
-    CertificateError,
-    ConnectError,
-    MailError,
-    MessageError,
-    SendError,
-    StartTlsUnavailableError,
-)
+from .mail.errors import MailError
 from .mail.imap import ImapClient
 from .mail.models import Protocol
 from .mail.smtp import SendResult
@@ -110,44 +103,11 @@ async def async_send_mail(
             # Before sending: the copy may arrive before the send returns.
             coordinator.async_note_sent(str(composed.message["Message-ID"]))
         result = await sender.send_composed(composed)
-    except MessageError as err:
-        raise ServiceValidationError(
-            translation_domain=DOMAIN,
-            translation_key="invalid_message",
-            translation_placeholders={"error": str(err)},
-        ) from err
-    except SendError as err:
-        raise HomeAssistantError(
-            translation_domain=DOMAIN,
-            translation_key="send_refused",
-            translation_placeholders={"code": str(err.code), "reply": err.reply},
-        ) from err
-    except (AuthError, CertificateError, StartTlsUnavailableError) as err:
-        if isinstance(err, AuthError):
+    except MailError as err:
+        if needs_reauth(err):
             # The password changed: ask the user for the new one.
             entry.async_start_reauth(hass)
-        key = {
-            AuthError: "smtp_auth_failed",
-            CertificateError: "smtp_certificate",
-            StartTlsUnavailableError: "smtp_starttls_unavailable",
-        }
-        raise HomeAssistantError(
-            translation_domain=DOMAIN,
-            translation_key=next(v for k, v in key.items() if isinstance(err, k)),
-            translation_placeholders={"error": str(err)},
-        ) from err
-    except ConnectError as err:
-        raise HomeAssistantError(
-            translation_domain=DOMAIN,
-            translation_key="smtp_connect_failed",
-            translation_placeholders={"error": str(err)},
-        ) from err
-    except MailError as err:
-        raise HomeAssistantError(
-            translation_domain=DOMAIN,
-            translation_key="smtp_failed",
-            translation_placeholders={"error": str(err)},
-        ) from err
+        raise ha_error(err, Where.SEND) from err
     if result.refused:
         # Accepted for some recipients only: retrying would duplicate it.
         raise HomeAssistantError(
@@ -354,16 +314,8 @@ async def _session(
             folder or str(entry.options.get(CONF_FOLDER, DEFAULT_FOLDER))
         )
         yield client
-    except AuthError as err:
-        raise HomeAssistantError(
-            translation_domain=DOMAIN, translation_key="auth_failed"
-        ) from err
     except MailError as err:
-        raise HomeAssistantError(
-            translation_domain=DOMAIN,
-            translation_key="action_failed",
-            translation_placeholders={"error": str(err) or type(err).__name__},
-        ) from err
+        raise ha_error(err, Where.ACTION) from err
     finally:
         await client.logout()
 

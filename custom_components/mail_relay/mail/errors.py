@@ -1,10 +1,19 @@
-"""One exception hierarchy for every protocol, so callers map errors once."""
+"""One exception hierarchy for every protocol, so callers map errors once.
+
+Each class says whether it is *fatal*: retrying cannot help until the user
+acts (a new password, a trusted certificate, other settings). Hosts stop
+retrying on a fatal error and ask the user; every other error is retried.
+"""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class MailError(Exception):
     """Base of every error the mail core raises."""
+
+    fatal: ClassVar[bool] = False
 
 
 class ConnectError(MailError):
@@ -22,6 +31,8 @@ class TlsError(ConnectError):
 class CertificateError(TlsError):
     """The server's certificate is not trusted (self-signed, expired, wrong name)."""
 
+    fatal = True
+
 
 class StartTlsUnavailableError(TlsError):
     """STARTTLS/STLS was required but the server does not offer it.
@@ -30,9 +41,13 @@ class StartTlsUnavailableError(TlsError):
     clear text.
     """
 
+    fatal = True
+
 
 class AuthError(MailError):
     """The server refused the credentials."""
+
+    fatal = True
 
 
 class OAuthRequiredError(AuthError):
