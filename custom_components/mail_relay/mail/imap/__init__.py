@@ -34,11 +34,10 @@ from .parse import (
     text_bytes_for,
 )
 from .syntax import decode_mailbox, encode_mailbox, mailbox_arg, quote, uid_set
-from .watcher import FATAL_ERRORS, FolderState, ImapWatcher, WatchStatus
+from .watcher import FolderState, ImapWatcher, WatchStatus
 
 __all__ = [
     "BATCH_SIZE",
-    "FATAL_ERRORS",
     "FULL_TEXT_BYTES",
     "MAX_TEXT_BYTES",
     "MIN_TEXT_BYTES",

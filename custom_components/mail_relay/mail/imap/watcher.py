@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from ..backoff import Backoff
 from ..errors import (
-    AuthError,
-    CertificateError,
     ConnectError,
     MailError,
-    StartTlsUnavailableError,
 )
 from ..message import MailEvent
 from ..models import ServerSettings
@@ -54,13 +51,6 @@ class WatchStatus:
 
 
 # -- the watcher ---------------------------------------------------------------
-
-# Errors the host must act on (reauth, settings): retrying cannot fix them.
-FATAL_ERRORS: tuple[type[MailError], ...] = (
-    AuthError,
-    StartTlsUnavailableError,
-    CertificateError,
-)
 
 
 class ImapWatcher:
@@ -116,8 +106,7 @@ class ImapWatcher:
         self._include_headers = include_headers
         self._mark_seen = mark_seen
         self._catchup_since = catchup_since
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
+        self._backoff = Backoff(initial=backoff_initial, maximum=backoff_max)
         self._timeout = timeout
         self._trace = trace
         self._client: ImapClient | None = None
@@ -219,7 +208,7 @@ class ImapWatcher:
         Fatal errors (refused password, OAuth-only, no STARTTLS, untrusted
         certificate) propagate: only the user can fix them.
         """
-        backoff = self._backoff_initial
+        failures = 0
         while True:
             try:
                 client = self._client
@@ -228,14 +217,14 @@ class ImapWatcher:
                     client = self._client
                     assert client is not None
                 await self.sync(client)
-                backoff = self._backoff_initial
+                failures = 0
                 await self._watch(client)
-            except FATAL_ERRORS as err:
+            except Exception as err:
                 await self._drop()
-                self._set_status(connected=False, idle=False, last_error=str(err))
-                raise
-            except Exception as err:  # every other failure retries
-                await self._drop()
+                if isinstance(err, MailError) and err.fatal:
+                    self._set_status(connected=False, idle=False, last_error=str(err))
+                    raise
+                # Every other failure retries.
                 if self.status.connected:
                     _LOGGER.debug("Connection to %s lost: %s", self.settings.host, err)
                 if not isinstance(err, MailError):
@@ -245,10 +234,10 @@ class ImapWatcher:
                     idle=False,
                     last_error=str(err) or type(err).__name__,
                 )
-                delay = backoff * random.uniform(0.5, 1.0)
+                failures += 1
+                delay = self._backoff.delay(failures)
                 _LOGGER.debug("Reconnecting to %s in %.1f s", self.settings.host, delay)
                 await asyncio.sleep(delay)
-                backoff = min(backoff * 2, self._backoff_max)
 
     async def _watch(self, client: ImapClient) -> None:
         use_idle = self._push and "IDLE" in client.capabilities
