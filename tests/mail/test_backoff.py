@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from custom_components.mail_relay.mail import imap
+from custom_components.mail_relay.mail.imap import watcher as watcher_module
 from custom_components.mail_relay.mail.backoff import Backoff
 from custom_components.mail_relay.mail.imap import ImapWatcher
 from custom_components.mail_relay.mail.message import MailEvent
@@ -84,7 +84,7 @@ async def test_imap_watcher_waits_as_backoff_says(
             raise asyncio.CancelledError
         return await real_sleep(0)
 
-    monkeypatch.setattr(imap.asyncio, "sleep", record)
+    monkeypatch.setattr(watcher_module.asyncio, "sleep", record)
     settings = ServerSettings(
         host="127.0.0.1",
         port=_closed_port(),
