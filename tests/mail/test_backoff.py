@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from custom_components.mail_relay.mail.imap import watcher as watcher_module
 from custom_components.mail_relay.mail.backoff import Backoff
 from custom_components.mail_relay.mail.imap import ImapWatcher
+from custom_components.mail_relay.mail.imap import watcher as watcher_module
 from custom_components.mail_relay.mail.message import MailEvent
 from custom_components.mail_relay.mail.models import Security, ServerSettings
 
