@@ -76,13 +76,11 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
     ) -> None:
         super().__init__(loop, on_lost)
         self.trace = trace
-        self.bytes_received = 0
         # Set when the server announced new mail outside IDLE (aioimaplib drops
         # such untagged answers); the watcher searches again before idling.
         self.new_mail_hint = False
 
     def data_received(self, d: bytes) -> None:
-        self.bytes_received += len(d)
         if self.trace is not None:
             self.trace("imap", RECV, d)
         super().data_received(d)
@@ -135,11 +133,6 @@ class ImapConnection:
     def connected(self) -> bool:
         """Whether the connection is up and usable."""
         return self._proto is not None and not self._broken and not self._lost.is_set()
-
-    @property
-    def bytes_received(self) -> int:
-        """Bytes the server sent on this connection (after TLS decryption)."""
-        return self._proto.bytes_received if self._proto is not None else 0
 
     def _context(self) -> ssl.SSLContext:
         if self._ssl_context is None:
