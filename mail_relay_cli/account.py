@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -21,13 +21,15 @@ from custom_components.mail_relay.mail.models import (
     Security,
     ServerSettings,
 )
-from custom_components.mail_relay.mail.pop3 import Retention
+from custom_components.mail_relay.mail.options import (
+    EventOptions,
+    ImapWatchOptions,
+    Pop3PollOptions,
+)
 from custom_components.mail_relay.mail.providers import Provider, find_provider_by_id
 
 from .errors import CliError, Exit, usage_error
 from .output import progress, say
-
-DEFAULT_POLL_INTERVAL = 300.0
 
 SECURITY_LABELS = {
     Security.SSL: "SSL/TLS",
@@ -57,13 +59,10 @@ class Account:
     source: Source = Source.MANUAL
     provider: Provider | None = None
     folders: tuple[str, ...] = ("INBOX",)
-    push: bool = True
-    poll_interval: float = DEFAULT_POLL_INTERVAL
-    retention: Retention = Retention.KEEP
-    retention_days: int = 14
-    text_limit: int = 2048
-    include_headers: bool = False
-    mark_seen: bool = False
+    # The same option objects as Home Assistant's: one default for each.
+    imap: ImapWatchOptions = field(default_factory=ImapWatchOptions)
+    pop3: Pop3PollOptions = field(default_factory=Pop3PollOptions)
+    event: EventOptions = field(default_factory=EventOptions)
     entry_id: str | None = None
     note: str | None = None  # something detection wants the user to know
     detect_seconds: float | None = None

@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from custom_components.mail_relay.mail.models import Security
-from custom_components.mail_relay.mail.pop3 import Retention
+from custom_components.mail_relay.mail.options import (
+    EventOptions,
+    Pop3PollOptions,
+    Retention,
+)
 
-from .account import DEFAULT_POLL_INTERVAL
 from .check import cmd_check
 from .errors import CliError, Exit, usage_error
 from .output import say
@@ -122,15 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument(
         "--poll-interval",
         type=float,
-        default=DEFAULT_POLL_INTERVAL,
+        default=Pop3PollOptions().poll_interval,
         metavar="SECONDS",
         help="POP3 (and IMAP without IDLE) polling interval",
     )
     watch.add_argument(
-        "--retention", default="keep", choices=[r.value for r in Retention]
+        "--retention",
+        default=Pop3PollOptions().retention.value,
+        choices=[r.value for r in Retention],
     )
-    watch.add_argument("--retention-days", type=int, default=14)
-    watch.add_argument("--text-limit", type=int, default=2048)
+    watch.add_argument(
+        "--retention-days", type=int, default=Pop3PollOptions().retention_days
+    )
+    watch.add_argument("--text-limit", type=int, default=EventOptions().text_limit)
     watch.add_argument("--include-headers", action="store_true")
     watch.add_argument("--mark-seen", action="store_true")
 

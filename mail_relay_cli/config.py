@@ -9,7 +9,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from custom_components.mail_relay.mail.pop3 import Retention
+from custom_components.mail_relay.mail.options import (
+    EventOptions,
+    ImapWatchOptions,
+    Pop3PollOptions,
+    Retention,
+)
 
 from .account import Account, resolve_servers, warn_insecure
 from .errors import usage_error
@@ -81,13 +86,20 @@ def _options(
     return replace(
         account,
         folders=tuple(str(f) for f in folders),
-        push=bool(spec.get("push", not args.no_push)),
-        poll_interval=interval,
-        retention=retention,
-        retention_days=int(spec.get("retention_days", args.retention_days)),
-        text_limit=int(spec.get("text_limit", args.text_limit)),
-        include_headers=bool(spec.get("include_headers", args.include_headers)),
-        mark_seen=bool(spec.get("mark_seen", args.mark_seen)),
+        imap=ImapWatchOptions(
+            push=bool(spec.get("push", not args.no_push)),
+            poll_interval=interval,
+            mark_seen=bool(spec.get("mark_seen", args.mark_seen)),
+        ),
+        pop3=Pop3PollOptions(
+            poll_interval=interval,
+            retention=retention,
+            retention_days=int(spec.get("retention_days", args.retention_days)),
+        ),
+        event=EventOptions(
+            text_limit=int(spec.get("text_limit", args.text_limit)),
+            include_headers=bool(spec.get("include_headers", args.include_headers)),
+        ),
         entry_id=spec.get("id"),
     )
 

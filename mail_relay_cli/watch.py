@@ -8,7 +8,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from custom_components.mail_relay.mail.errors import MailError
 from custom_components.mail_relay.mail.imap import FolderState, ImapWatcher, WatchStatus
 from custom_components.mail_relay.mail.message import MailEvent
 from custom_components.mail_relay.mail.models import Protocol
+from custom_components.mail_relay.mail.options import Timeouts
 from custom_components.mail_relay.mail.pop3 import Pop3Poller, Pop3State
 from custom_components.mail_relay.mail.probe import ssl_context
 
@@ -31,6 +32,8 @@ from .state import StateFile, state_key
 from .wire import tracer
 
 STOP_GRACE = 10.0  # seconds a poll in flight may take to finish at Ctrl-C
+# A person watching a terminal wants the reconnection within a minute.
+CLI_RECONNECT = Backoff(maximum=60.0)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -107,19 +110,14 @@ class ImapRunner(Runner):
         self.watcher = ImapWatcher(
             self.settings,
             account=self.account.address,
-            folder=self.folder,
             state=self._saved(),
             on_message=self._on_message,
             on_state=self._on_state,
             on_status=self._on_status,
             ssl_context=await ssl_context(self.settings),
-            push=self.account.push,
-            poll_interval=self.account.poll_interval,
-            text_limit=self.account.text_limit,
-            include_headers=self.account.include_headers,
-            mark_seen=self.account.mark_seen,
-            backoff_max=60.0,
-            timeout=self._timeout,
+            options=replace(self.account.imap, folder=self.folder),
+            event=self.account.event,
+            timeouts=Timeouts(io=self._timeout, reconnect=CLI_RECONNECT),
             trace=tracer(),
         )
         try:
@@ -199,12 +197,10 @@ class Pop3Runner(Runner):
             self.settings,
             account=self.account.address,
             state=self._saved(),
-            retention=self.account.retention,
-            retention_days=self.account.retention_days,
-            text_limit=self.account.text_limit,
-            include_headers=self.account.include_headers,
             ssl_context=await ssl_context(self.settings),
-            timeout=self._timeout,
+            options=self.account.pop3,
+            event=self.account.event,
+            timeouts=Timeouts(io=self._timeout),
             trace=tracer(),
         )
         try:
@@ -217,9 +213,9 @@ class Pop3Runner(Runner):
         else:
             say(
                 f"{self.label}: polling {self.settings.host} every"
-                f" {self.account.poll_interval:g} s"
+                f" {self.account.pop3.poll_interval:g} s"
             )
-        interval = self.account.poll_interval
+        interval = self.account.pop3.poll_interval
         self._job = self._scheduler.add_job(
             self._scheduled,
             IntervalTrigger(seconds=interval, jitter=min(interval * 0.1, 30.0)),
@@ -264,9 +260,9 @@ class Pop3Runner(Runner):
 
     def _retry_soon(self) -> None:
         """After a failure, poll again sooner than the interval (backoff)."""
-        backoff = Backoff(maximum=self.account.poll_interval, jitter=(1.0, 1.0))
+        backoff = Backoff(maximum=self.account.pop3.poll_interval, jitter=(1.0, 1.0))
         delay = backoff.delay(self._failures)
-        if delay < self.account.poll_interval:
+        if delay < self.account.pop3.poll_interval:
             when = datetime.now(UTC) + timedelta(seconds=delay)
             self._job.modify(next_run_time=when)
 

@@ -10,12 +10,12 @@ from homeassistant.helpers.typing import ConfigType
 
 from .compat import async_reload_on_options_change
 from .const import CONF_EMAIL, CONF_ISPDB_URL, CONF_PROTOCOL, DATA_ISPDB_URL, DOMAIN
-from .coordinator import MailRelayCoordinator
+from .coordinator import create_coordinator
 from .data import MailRelayConfigEntry, MailRelayData
 from .mail.models import Protocol
 from .mail.smtp import SmtpSender
 from .services import async_setup_services
-from .settings import account_name, incoming_settings, smtp_settings
+from .settings import account_name, account_options, incoming_settings, smtp_settings
 
 # notify.py adds no entity for an account without SMTP.
 PLATFORMS: list[Platform] = [
@@ -67,12 +67,14 @@ async def async_setup_entry(hass: HomeAssistant, entry: MailRelayConfigEntry) ->
     protocol = Protocol(entry.data[CONF_PROTOCOL])
     incoming = incoming_settings(entry.data)
     smtp = smtp_settings(entry.data)
-    coordinator = MailRelayCoordinator(hass, entry, protocol, incoming)
+    options = account_options(entry.options)
+    coordinator = create_coordinator(hass, entry, protocol, incoming, options)
     entry.runtime_data = MailRelayData(
         email=entry.data[CONF_EMAIL],
         protocol=protocol,
         incoming=incoming,
         smtp=smtp,
+        options=options,
         coordinator=coordinator,
         sender=SmtpSender(smtp) if smtp is not None else None,
     )
@@ -97,8 +99,7 @@ async def async_unload_entry(hass: HomeAssistant, entry: MailRelayConfigEntry) -
     """Unload an account; its connections close and its state is written."""
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unloaded:
-        if entry.runtime_data.coordinator is not None:
-            await entry.runtime_data.coordinator.async_stop()
+        await entry.runtime_data.coordinator.async_stop()
         if (sender := entry.runtime_data.sender) is not None:
             await sender.close()
     return unloaded

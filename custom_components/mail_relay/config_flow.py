@@ -63,23 +63,23 @@ from .const import (
     CONF_TEXT_LIMIT,
     CONF_VERIFY_SSL,
     DATA_ISPDB_URL,
-    DEFAULT_CATCHUP_HOURS,
-    DEFAULT_FOLDER,
-    DEFAULT_IMAP_POLL_INTERVAL,
-    DEFAULT_POP3_POLL_INTERVAL,
-    DEFAULT_PUSH,
-    DEFAULT_RETENTION,
-    DEFAULT_RETENTION_DAYS,
-    DEFAULT_TEXT_LIMIT,
     DOMAIN,
 )
 from .errors import flow_error_key
 from .mail.autoconfig import AutoconfigSettings, DetectedSettings, Source, detect
 from .mail.errors import MailError
 from .mail.models import Protocol, Security, ServerSettings
+from .mail.options import MIN_POLL_INTERVAL, Pop3PollOptions
 from .mail.probe import list_folders, test_login
 from .mail.providers import Provider, find_provider, find_provider_by_id
-from .settings import account_name, incoming_settings, smtp_settings, usual_port
+from .settings import (
+    AccountOptions,
+    account_name,
+    account_options,
+    incoming_settings,
+    smtp_settings,
+    usual_port,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -689,40 +689,43 @@ class MailRelayOptionsFlow(ReloadingOptionsFlow):
             else:
                 return self.async_create_entry(data=user_input)
         entry = self.config_entry
-        options = {**entry.options, **(user_input or {})}
+        # What the form shows: the values being edited, else the saved ones,
+        # else the mail core's defaults (account_options holds them once).
+        try:
+            current = account_options({**entry.options, **(user_input or {})})
+        except ValueError:
+            current = account_options(entry.options)
         sends = bool(entry.data.get(CONF_SMTP_HOST))
         if step_id == "imap":
-            schema = await self._imap_schema(options, sends=sends)
+            schema = await self._imap_schema(current, sends=sends)
         else:
-            schema = self._pop3_schema(options)
+            schema = self._pop3_schema(current.pop3)
         schema |= {
+            vol.Optional(CONF_TEXT_LIMIT, default=current.event.text_limit): _number(
+                0, 32768
+            ),
             vol.Optional(
-                CONF_TEXT_LIMIT,
-                default=options.get(CONF_TEXT_LIMIT, DEFAULT_TEXT_LIMIT),
-            ): _number(0, 32768),
-            vol.Optional(
-                CONF_INCLUDE_HEADERS, default=options.get(CONF_INCLUDE_HEADERS, False)
+                CONF_INCLUDE_HEADERS, default=current.event.include_headers
             ): bool,
         }
         if sends:
             schema |= {
                 vol.Optional(
-                    CONF_RECIPIENTS, default=options.get(CONF_RECIPIENTS, [])
+                    CONF_RECIPIENTS, default=list(current.recipients)
                 ): TextSelector(
                     TextSelectorConfig(type=TextSelectorType.EMAIL, multiple=True)
                 ),
-                vol.Optional(
-                    CONF_SENDER_NAME, default=options.get(CONF_SENDER_NAME, "")
-                ): str,
+                vol.Optional(CONF_SENDER_NAME, default=current.sender_name): str,
             }
         return self.async_show_form(
             step_id=step_id, data_schema=vol.Schema(schema), errors=errors
         )
 
     async def _imap_schema(
-        self, options: Mapping[str, Any], *, sends: bool
+        self, options: AccountOptions, *, sends: bool
     ) -> dict[Any, Any]:
-        current = options.get(CONF_FOLDER, DEFAULT_FOLDER)
+        imap = options.imap
+        current = imap.folder
         try:
             folders = await list_folders(incoming_settings(self.config_entry.data))
         except MailError as err:
@@ -737,39 +740,29 @@ class MailRelayOptionsFlow(ReloadingOptionsFlow):
                     mode=SelectSelectorMode.DROPDOWN,
                 )
             ),
-            vol.Optional(CONF_PUSH, default=options.get(CONF_PUSH, DEFAULT_PUSH)): bool,
-            vol.Optional(
-                CONF_POLL_INTERVAL,
-                default=options.get(CONF_POLL_INTERVAL, DEFAULT_IMAP_POLL_INTERVAL),
-            ): _seconds(30, 86400),
-            vol.Optional(
-                CONF_MARK_SEEN, default=options.get(CONF_MARK_SEEN, False)
-            ): bool,
-            vol.Optional(
-                CONF_CATCHUP_HOURS,
-                default=options.get(CONF_CATCHUP_HOURS, DEFAULT_CATCHUP_HOURS),
-            ): _number(0, 720),
+            vol.Optional(CONF_PUSH, default=imap.push): bool,
+            vol.Optional(CONF_POLL_INTERVAL, default=int(imap.poll_interval)): _seconds(
+                int(MIN_POLL_INTERVAL), 86400
+            ),
+            vol.Optional(CONF_MARK_SEEN, default=imap.mark_seen): bool,
+            vol.Optional(CONF_CATCHUP_HOURS, default=int(imap.catchup_hours)): _number(
+                0, 720
+            ),
         } | (
-            {
-                vol.Optional(
-                    CONF_SAVE_SENT, default=options.get(CONF_SAVE_SENT, False)
-                ): bool
-            }
+            {vol.Optional(CONF_SAVE_SENT, default=options.save_sent): bool}
             if sends
             else {}
         )
 
-    def _pop3_schema(self, options: Mapping[str, Any]) -> dict[Any, Any]:
+    def _pop3_schema(self, pop3: Pop3PollOptions) -> dict[Any, Any]:
         return {
-            vol.Optional(
-                CONF_POLL_INTERVAL,
-                default=options.get(CONF_POLL_INTERVAL, DEFAULT_POP3_POLL_INTERVAL),
-            ): _seconds(30, 86400),
-            vol.Optional(
-                CONF_RETENTION, default=options.get(CONF_RETENTION, DEFAULT_RETENTION)
-            ): _select(list(RETENTIONS), "retention"),
-            vol.Optional(
-                CONF_RETENTION_DAYS,
-                default=options.get(CONF_RETENTION_DAYS, DEFAULT_RETENTION_DAYS),
-            ): _number(1, 3650),
+            vol.Optional(CONF_POLL_INTERVAL, default=int(pop3.poll_interval)): _seconds(
+                int(MIN_POLL_INTERVAL), 86400
+            ),
+            vol.Optional(CONF_RETENTION, default=pop3.retention.value): _select(
+                list(RETENTIONS), "retention"
+            ),
+            vol.Optional(CONF_RETENTION_DAYS, default=pop3.retention_days): _number(
+                1, 3650
+            ),
         }

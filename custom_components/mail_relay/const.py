@@ -44,13 +44,4 @@ CONF_RETENTION_DAYS: Final = "retention_days"
 CONF_RECIPIENTS: Final = "recipients"  # default notify recipients
 CONF_SENDER_NAME: Final = "sender_name"
 CONF_SAVE_SENT: Final = "save_sent"  # IMAP: keep a copy of sent mail in Sent
-
-DEFAULT_FOLDER: Final = "INBOX"
-DEFAULT_PUSH: Final = True
-DEFAULT_IMAP_POLL_INTERVAL: Final = 300
-DEFAULT_POP3_POLL_INTERVAL: Final = 300
-MIN_POLL_INTERVAL: Final = 30
-DEFAULT_TEXT_LIMIT: Final = 2048
-DEFAULT_CATCHUP_HOURS: Final = 24
-DEFAULT_RETENTION: Final = "keep"
-DEFAULT_RETENTION_DAYS: Final = 14
+# Their defaults and bounds: mail/options.py (settings.account_options).

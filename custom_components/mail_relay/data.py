@@ -9,6 +9,7 @@ from homeassistant.config_entries import ConfigEntry
 
 from .mail.models import Protocol, ServerSettings
 from .mail.smtp import SmtpSender
+from .settings import AccountOptions
 
 if TYPE_CHECKING:
     from .coordinator import MailRelayCoordinator
@@ -22,9 +23,11 @@ class MailRelayData:
     protocol: Protocol
     incoming: ServerSettings
     smtp: ServerSettings | None
-    coordinator: MailRelayCoordinator | None = None
-    # One sender per account, so bursts of notifications share a connection.
-    sender: SmtpSender | None = None
+    options: AccountOptions
+    coordinator: MailRelayCoordinator
+    # One sender per account, so bursts of notifications share a connection;
+    # None when the account sends no mail.
+    sender: SmtpSender | None
 
 
 type MailRelayConfigEntry = ConfigEntry[MailRelayData]

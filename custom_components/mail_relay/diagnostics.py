@@ -31,17 +31,13 @@ async def async_get_config_entry_diagnostics(
 ) -> dict[str, Any]:
     """Return what helps debug a connection, never a secret or mail content."""
     coordinator = entry.runtime_data.coordinator
-    state: dict[str, Any] = {}
-    if coordinator is not None:
-        state = {
-            "connected": coordinator.connected,
-            "unread": coordinator.unread,
-            "last_error": coordinator.last_error,
-            "folder": coordinator.folder,
-            "last_event": async_redact_data(
-                coordinator.last_event or {}, EVENT_TO_REDACT
-            ),
-        }
+    state: dict[str, Any] = {
+        "connected": coordinator.connected,
+        "unread": coordinator.unread,
+        "last_error": coordinator.last_error,
+        "folder": coordinator.folder,
+        "last_event": async_redact_data(coordinator.last_event or {}, EVENT_TO_REDACT),
+    }
     return {
         "entry": {
             "data": async_redact_data(dict(entry.data), TO_REDACT),

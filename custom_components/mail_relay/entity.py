@@ -35,9 +35,7 @@ class MailRelayAccountEntity(MailRelayEntity):
     def __init__(self, entry: MailRelayConfigEntry, key: str) -> None:
         """Subscribe to the coordinator when added."""
         super().__init__(entry, key)
-        coordinator = entry.runtime_data.coordinator
-        assert coordinator is not None
-        self.coordinator = coordinator
+        self.coordinator = entry.runtime_data.coordinator
 
     async def async_added_to_hass(self) -> None:
         """Write state whenever the coordinator reports a change."""

@@ -18,15 +18,7 @@ from homeassistant.core import (
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 
-from .const import (
-    CONF_FOLDER,
-    CONF_RECIPIENTS,
-    CONF_SAVE_SENT,
-    CONF_SENDER_NAME,
-    DEFAULT_FOLDER,
-    DOMAIN,
-    LOGGER,
-)
+from .const import DOMAIN, LOGGER
 from .data import MailRelayConfigEntry
 from .errors import Where, ha_error, needs_reauth
 from .mail.compose import Attachment, OutgoingMail, compose
@@ -73,17 +65,12 @@ SEND_MAIL_SCHEMA = vol.Schema(
 
 def default_recipients(entry: MailRelayConfigEntry) -> list[str]:
     """Return the options' default recipients, else the account's own address."""
-    configured = entry.options.get(CONF_RECIPIENTS) or []
-    if isinstance(configured, str):
-        configured = configured.split(",")
-    recipients = [r.strip() for r in configured if r and r.strip()]
-    return recipients or [entry.runtime_data.email]
+    return list(entry.runtime_data.options.recipients) or [entry.runtime_data.email]
 
 
 def sender_name(entry: MailRelayConfigEntry) -> str | None:
     """Return the display name for From, if the user set one."""
-    name = entry.options.get(CONF_SENDER_NAME)
-    return str(name) if name else None
+    return entry.runtime_data.options.sender_name or None
 
 
 async def async_send_mail(
@@ -99,9 +86,10 @@ async def async_send_mail(
         )
     try:
         composed = compose(mail)
-        if (coordinator := entry.runtime_data.coordinator) is not None:
-            # Before sending: the copy may arrive before the send returns.
-            coordinator.async_note_sent(str(composed.message["Message-ID"]))
+        # Before sending: the copy may arrive before the send returns.
+        entry.runtime_data.coordinator.async_note_sent(
+            str(composed.message["Message-ID"])
+        )
         result = await sender.send_composed(composed)
     except MailError as err:
         if needs_reauth(err):
@@ -121,8 +109,9 @@ async def async_send_mail(
                 "accepted": ", ".join(result.accepted),
             },
         )
-    if entry.runtime_data.protocol is Protocol.IMAP and entry.options.get(
-        CONF_SAVE_SENT, False
+    if (
+        entry.runtime_data.protocol is Protocol.IMAP
+        and entry.runtime_data.options.save_sent
     ):
         # In the background: the message is sent; the copy must not slow or
         # fail the notification.
@@ -310,9 +299,7 @@ async def _session(
     client = ImapClient(settings, ssl_context=context)
     try:
         await client.connect()
-        await client.select(
-            folder or str(entry.options.get(CONF_FOLDER, DEFAULT_FOLDER))
-        )
+        await client.select(folder or entry.runtime_data.options.imap.folder)
         yield client
     except MailError as err:
         raise ha_error(err, Where.ACTION) from err

@@ -3,22 +3,42 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from homeassistant.const import CONF_PASSWORD
 
 from .const import (
+    CONF_CATCHUP_HOURS,
+    CONF_FOLDER,
+    CONF_INCLUDE_HEADERS,
     CONF_INCOMING_HOST,
     CONF_INCOMING_PORT,
     CONF_INCOMING_SECURITY,
     CONF_INCOMING_USERNAME,
+    CONF_MARK_SEEN,
+    CONF_POLL_INTERVAL,
+    CONF_PUSH,
+    CONF_RECIPIENTS,
+    CONF_RETENTION,
+    CONF_RETENTION_DAYS,
+    CONF_SAVE_SENT,
+    CONF_SENDER_NAME,
     CONF_SMTP_HOST,
     CONF_SMTP_PORT,
     CONF_SMTP_SECURITY,
     CONF_SMTP_USERNAME,
+    CONF_TEXT_LIMIT,
     CONF_VERIFY_SSL,
 )
 from .mail.models import DEFAULT_PORTS, Protocol, Security, ServerSettings
+from .mail.options import (
+    MIN_POLL_INTERVAL,
+    EventOptions,
+    ImapWatchOptions,
+    Pop3PollOptions,
+    Retention,
+)
 
 
 def incoming_settings(data: Mapping[str, Any]) -> ServerSettings:
@@ -60,3 +80,57 @@ def account_name(email: str, protocol: Protocol) -> str:
 def usual_port(protocol: Protocol, security: str | None) -> int:
     """Return the well-known port of ``protocol`` under ``security``."""
     return DEFAULT_PORTS[(protocol, Security(security or Security.SSL))]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountOptions:
+    """An entry's options, typed, with the mail core's defaults for any unset.
+
+    The options flow shows these as its defaults and the coordinators hand
+    them to the watcher or poller: no other module reads ``entry.options``.
+    """
+
+    event: EventOptions = field(default_factory=EventOptions)
+    imap: ImapWatchOptions = field(default_factory=ImapWatchOptions)
+    pop3: Pop3PollOptions = field(default_factory=Pop3PollOptions)
+    recipients: tuple[str, ...] = ()  # notify's default; empty: the account
+    sender_name: str = ""
+    save_sent: bool = False  # IMAP: a copy of each sent mail in Sent
+
+
+def account_options(options: Mapping[str, Any]) -> AccountOptions:
+    """Read an entry's options; what is missing keeps the core's default."""
+    event, imap, pop3 = EventOptions(), ImapWatchOptions(), Pop3PollOptions()
+    interval = options.get(CONF_POLL_INTERVAL)
+    if interval is not None:
+        interval = max(float(interval), MIN_POLL_INTERVAL)
+    return AccountOptions(
+        event=EventOptions(
+            text_limit=int(options.get(CONF_TEXT_LIMIT, event.text_limit)),
+            include_headers=bool(
+                options.get(CONF_INCLUDE_HEADERS, event.include_headers)
+            ),
+        ),
+        imap=ImapWatchOptions(
+            folder=str(options.get(CONF_FOLDER) or imap.folder),
+            push=bool(options.get(CONF_PUSH, imap.push)),
+            poll_interval=imap.poll_interval if interval is None else interval,
+            mark_seen=bool(options.get(CONF_MARK_SEEN, imap.mark_seen)),
+            catchup_hours=float(options.get(CONF_CATCHUP_HOURS, imap.catchup_hours)),
+        ),
+        pop3=Pop3PollOptions(
+            poll_interval=pop3.poll_interval if interval is None else interval,
+            retention=Retention(options.get(CONF_RETENTION, pop3.retention)),
+            retention_days=int(options.get(CONF_RETENTION_DAYS, pop3.retention_days)),
+        ),
+        recipients=_recipients(options.get(CONF_RECIPIENTS)),
+        sender_name=str(options.get(CONF_SENDER_NAME) or ""),
+        save_sent=bool(options.get(CONF_SAVE_SENT, False)),
+    )
+
+
+def _recipients(configured: str | list[str] | None) -> tuple[str, ...]:
+    """Clean the default recipients (entries made before the list selector hold a string)."""
+    if isinstance(configured, str):
+        configured = configured.split(",")
+    return tuple(r.strip() for r in configured or () if r and r.strip())

@@ -618,7 +618,7 @@ async def test_options_change_reloads_once(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await _assert_reloaded_once(hass, dovecot, mail_user, loaded_entry)
     assert loaded_entry.runtime_data.coordinator is not before
-    assert loaded_entry.runtime_data.coordinator.options[CONF_POLL_INTERVAL] == 600
+    assert loaded_entry.runtime_data.coordinator.options.imap.poll_interval == 600
 
 
 def _tls_section(result: dict) -> section:

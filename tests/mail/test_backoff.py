@@ -14,6 +14,7 @@ from custom_components.mail_relay.mail.imap import ImapWatcher
 from custom_components.mail_relay.mail.imap import watcher as watcher_module
 from custom_components.mail_relay.mail.message import MailEvent
 from custom_components.mail_relay.mail.models import Security, ServerSettings
+from custom_components.mail_relay.mail.options import Timeouts
 
 
 def test_default_is_one_second_to_five_minutes() -> None:
@@ -100,7 +101,7 @@ async def test_imap_watcher_waits_as_backoff_says(
         on_state=lambda _state: None,
         on_status=lambda _status: None,
         ssl_context=None,
-        timeout=5.0,
+        timeouts=Timeouts(io=5.0),
     )
     with pytest.raises(asyncio.CancelledError):
         await watcher.run()

@@ -9,7 +9,6 @@ import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -37,7 +36,9 @@ from custom_components.mail_relay.mail.imap import (
 )
 from custom_components.mail_relay.mail.message import MailEvent, body_text
 from custom_components.mail_relay.mail.models import Security, ServerSettings
+from custom_components.mail_relay.mail.options import ImapWatchOptions
 from custom_components.mail_relay.mail.tls import create_ssl_context
+from tests.mail.options import with_options
 from tests.mail.wire import Wire
 from tests.mailserver import DovecotServer, MailUser
 from tests.mailserver.dovecot import (
@@ -140,7 +141,7 @@ def make_watcher(
         "backoff_max": 0.5,
     }
     options.update(kwargs)
-    return ImapWatcher(settings, **options)
+    return ImapWatcher(settings, **with_options(ImapWatchOptions, options))
 
 
 @contextlib.asynccontextmanager
@@ -455,7 +456,7 @@ async def test_restart_with_saved_state(
         third,
         tls_context,
         state=second.states[-1],
-        catchup_since=datetime.now(UTC) + timedelta(hours=1),
+        catchup_hours=-1,  # everything that arrived meanwhile is too old
     )
     async with running(watcher):
         await third.wait(lambda: watcher.state.last_uid == 5)

@@ -22,12 +22,17 @@ from custom_components.mail_relay.mail.errors import (
 )
 from custom_components.mail_relay.mail.message import MailEvent
 from custom_components.mail_relay.mail.models import Security, ServerSettings
+from custom_components.mail_relay.mail.options import (
+    Pop3PollOptions,
+    Retention,
+    Timeouts,
+)
 from custom_components.mail_relay.mail.pop3 import (
     PollResult,
     Pop3Poller,
     Pop3State,
-    Retention,
 )
+from tests.mail.options import with_options
 from tests.mail.wire import Wire
 from tests.mailserver import DovecotServer, MailUser
 from tests.mailserver.dovecot import (
@@ -84,7 +89,10 @@ def make_poller(
     **kw,
 ) -> Pop3Poller:
     return Pop3Poller(
-        settings(server, user, security), account=user.address, state=state, **kw
+        settings(server, user, security),
+        account=user.address,
+        state=state,
+        **with_options(Pop3PollOptions, kw),
     )
 
 
@@ -506,7 +514,7 @@ async def test_connection_refused_and_silent_server(
             mail_user.username,
             "x",
         )
-        poller = Pop3Poller(silent, account="a", state=None, timeout=0.5)
+        poller = Pop3Poller(silent, account="a", state=None, timeouts=Timeouts(io=0.5))
         with pytest.raises(MailTimeoutError):
             await poller.poll_once(Recorder())
 

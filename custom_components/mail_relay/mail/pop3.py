@@ -41,7 +41,6 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from functools import partial
 from typing import Any, Final
 
@@ -57,6 +56,7 @@ from .errors import (
 )
 from .message import MailEvent, event_from_message
 from .models import Security, ServerSettings
+from .options import EventOptions, Pop3PollOptions, Retention, Timeouts
 from .tls import create_ssl_context
 from .trace import MASK, RECV, SEND, Trace
 
@@ -71,14 +71,6 @@ _MAX_UIDL_BYTES: Final = 64 * 1024 * 1024
 # First-seen time of mail that was already there when watching began.
 BASELINE: Final = 0.0
 _DAY: Final = 86400.0
-
-
-class Retention(StrEnum):
-    """What happens on the server to messages once they were reported."""
-
-    KEEP = "keep"  # leave on the server (default)
-    DELETE = "delete"  # delete after the event was fired
-    DAYS = "days"  # delete N days after the message was first seen
 
 
 @dataclass
@@ -390,40 +382,30 @@ class Pop3Poller:
         *,
         account: str,
         state: Pop3State | None,
-        retention: Retention = Retention.KEEP,
-        retention_days: int = 14,
-        text_limit: int = 2048,
-        include_headers: bool = False,
         ssl_context: ssl.SSLContext | None = None,
-        timeout: float = 30.0,
+        options: Pop3PollOptions | None = None,
+        event: EventOptions | None = None,
+        timeouts: Timeouts | None = None,
         clock: Callable[[], float] = time.time,
-        top_lines: int = 100,
-        retr_cap: int = 256 * 1024,
         trace: Trace | None = None,
-        use_top: bool = True,
     ) -> None:
         """Prepare a poller; nothing connects until the first poll.
 
         ``state=None`` means first setup: the first poll takes the current
-        maildrop as already seen. ``use_top=False`` reads with ``RETR`` (capped
-        at ``retr_cap`` bytes kept) for servers whose ``TOP`` is broken.
-        ``trace`` gets the conversation (see ``trace``), in the executor thread.
+        maildrop as already seen. The interval in ``options`` is the host's to
+        keep: scheduling belongs to the host. ``trace`` gets the conversation
+        (see ``trace``), in the executor thread.
         """
         self._settings = settings
         self._account = account
         self.state = state if state is not None else Pop3State()
         self.baseline_pending = state is None
-        self._retention = Retention(retention)
-        self._retention_days = retention_days
-        self._text_limit = text_limit
-        self._include_headers = include_headers
+        self._options = options or Pop3PollOptions()
+        self._event = event or EventOptions()
         self._ssl_context = ssl_context
-        self._timeout = timeout
+        self._timeout = (timeouts or Timeouts()).io
         self._clock = clock
-        self._top_lines = top_lines
-        self._retr_cap = retr_cap
         self._trace = trace
-        self._use_top = use_top
         self._lock = asyncio.Lock()
         # CAPA as the last session saw it before login (None: no CAPA), for
         # diagnostics such as ``mail-relay check``.
@@ -494,17 +476,20 @@ class Pop3Poller:
 
     def _to_delete(self, listing: dict[int, str]) -> list[int]:
         """Message numbers retention removes; only mail already reported."""
-        if self._retention is Retention.KEEP:
+        if self._options.retention is Retention.KEEP:
             return []
         seen = self.state.seen
         now = self._clock()
-        max_age = self._retention_days * _DAY
+        max_age = self._options.retention_days * _DAY
         doomed: list[int] = []
         for number, uidl in sorted(listing.items()):
             first_seen = seen.get(uidl)
             if first_seen is None or first_seen <= BASELINE:
                 continue
-            if self._retention is Retention.DELETE or now - first_seen >= max_age:
+            if (
+                self._options.retention is Retention.DELETE
+                or now - first_seen >= max_age
+            ):
                 doomed.append(number)
         return doomed
 
@@ -547,18 +532,20 @@ class Pop3Poller:
         """Read the start of one message and build its event."""
         size = client.size_of(number)
         raw: bytes | None = None
-        if self._use_top and client.has_top:
+        if self._options.use_top and client.has_top:
             try:
-                client.command(f"TOP {number} {self._top_lines}")
-                raw, _ = client.multiline(self._retr_cap)
+                client.command(f"TOP {number} {self._options.top_lines}")
+                raw, _ = client.multiline(self._options.retr_cap)
             except _ServerError:
                 _LOGGER.debug("TOP refused; reading with RETR instead")
                 client.has_top = False
         if raw is None:
             client.command(f"RETR {number}")
-            raw, truncated = client.multiline(self._retr_cap)
+            raw, truncated = client.multiline(self._options.retr_cap)
             if truncated:
-                _LOGGER.debug("Message %s cut at %d bytes", uidl, self._retr_cap)
+                _LOGGER.debug(
+                    "Message %s cut at %d bytes", uidl, self._options.retr_cap
+                )
         return event_from_message(
             raw,
             account=self._account,
@@ -567,8 +554,8 @@ class Pop3Poller:
             uid=uidl,
             uidvalidity=None,
             size=size,
-            text_limit=self._text_limit,
-            include_headers=self._include_headers,
+            text_limit=self._event.text_limit,
+            include_headers=self._event.include_headers,
         )
 
     @staticmethod

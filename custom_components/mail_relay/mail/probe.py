@@ -14,6 +14,7 @@ from functools import partial
 from .errors import AuthError, OAuthRequiredError
 from .imap import ImapClient
 from .models import Protocol, Security, ServerSettings
+from .options import Timeouts
 from .pop3 import Pop3Poller
 from .smtp import SmtpSender
 from .tls import create_ssl_context
@@ -74,7 +75,7 @@ async def pop3_login(
         account=settings.username,
         state=None,
         ssl_context=await ssl_context(settings),
-        timeout=io_timeout,
+        timeouts=Timeouts(io=io_timeout),
         trace=trace,
     )
     await poller.check_login()

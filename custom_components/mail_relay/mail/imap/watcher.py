@@ -12,15 +12,15 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
-from ..backoff import Backoff
 from ..errors import (
     ConnectError,
     MailError,
 )
 from ..message import MailEvent
 from ..models import ServerSettings
+from ..options import EventOptions, ImapWatchOptions, Timeouts
 from ..trace import Trace
 from .client import BATCH_SIZE, ImapClient
 from .parse import FetchedMessage, build_event, text_bytes_for
@@ -65,28 +65,26 @@ class ImapWatcher:
         settings: ServerSettings,
         *,
         account: str,
-        folder: str = "INBOX",
         state: FolderState | None,
         on_message: Callable[[MailEvent], Awaitable[None]],
         on_state: Callable[[FolderState], None] | None = None,
         on_status: Callable[[WatchStatus], None] | None = None,
         ssl_context: ssl.SSLContext | None = None,
-        push: bool = True,
-        poll_interval: float = 300.0,
-        idle_renew: float = 540.0,
-        text_limit: int = 2048,
-        include_headers: bool = False,
-        mark_seen: bool = False,
-        catchup_since: datetime | None = None,
-        backoff_initial: float = 1.0,
-        backoff_max: float = 300.0,
-        timeout: float = 30.0,
+        options: ImapWatchOptions | None = None,
+        event: EventOptions | None = None,
+        timeouts: Timeouts | None = None,
         trace: Trace | None = None,
     ) -> None:
-        """Configure; nothing connects before ``connect_once()`` or ``run()``."""
+        """Configure; nothing connects before ``connect_once()`` or ``run()``.
+
+        ``state`` is the host's saved mark (None: first start, mail already in
+        the folder is not reported); with a saved mark, mail that arrived
+        while away is reported unless older than ``options.catchup_hours``.
+        """
+        options = options or ImapWatchOptions()
         self.settings = settings
         self.account = account
-        self.folder = folder
+        self.folder = options.folder
         self.state = (
             FolderState(state.uidvalidity, state.last_uid)
             if state is not None
@@ -99,15 +97,14 @@ class ImapWatcher:
         self._on_state = on_state
         self._on_status = on_status
         self._ssl_context = ssl_context
-        self._push = push
-        self._poll_interval = poll_interval
-        self._idle_renew = idle_renew
-        self._text_limit = text_limit
-        self._include_headers = include_headers
-        self._mark_seen = mark_seen
-        self._catchup_since = catchup_since
-        self._backoff = Backoff(initial=backoff_initial, maximum=backoff_max)
-        self._timeout = timeout
+        self._options = options
+        self._event = event or EventOptions()
+        self._timeouts = timeouts or Timeouts()
+        self._catchup_since = (
+            datetime.now(UTC) - timedelta(hours=options.catchup_hours)
+            if state is not None
+            else None
+        )
         self._trace = trace
         self._client: ImapClient | None = None
 
@@ -155,7 +152,7 @@ class ImapWatcher:
         client = ImapClient(
             self.settings,
             ssl_context=self._ssl_context,
-            timeout=self._timeout,
+            timeout=self._timeouts.io,
             trace=self._trace,
         )
         try:
@@ -171,7 +168,7 @@ class ImapWatcher:
             _LOGGER.debug("Connection to %s is back", self.settings.host)
         self._set_status(
             connected=True,
-            idle=self._push and "IDLE" in client.capabilities,
+            idle=self._options.push and "IDLE" in client.capabilities,
             clear_error=True,
         )
 
@@ -235,17 +232,17 @@ class ImapWatcher:
                     last_error=str(err) or type(err).__name__,
                 )
                 failures += 1
-                delay = self._backoff.delay(failures)
+                delay = self._timeouts.reconnect.delay(failures)
                 _LOGGER.debug("Reconnecting to %s in %.1f s", self.settings.host, delay)
                 await asyncio.sleep(delay)
 
     async def _watch(self, client: ImapClient) -> None:
-        use_idle = self._push and "IDLE" in client.capabilities
+        use_idle = self._options.push and "IDLE" in client.capabilities
         while True:
             if use_idle:
-                await client.idle_wait(self._idle_renew)
+                await client.idle_wait(self._options.idle_renew)
             else:
-                if await client.wait_closed(self._poll_interval):
+                if await client.wait_closed(self._options.poll_interval):
                     raise ConnectError("the server closed the connection")
                 await client.noop()
             await self.sync(client)
@@ -267,7 +264,7 @@ class ImapWatcher:
 
     async def _deliver(self, client: ImapClient, batch: list[int]) -> None:
         fetched = await client.fetch_messages(
-            batch, text_bytes=text_bytes_for(self._text_limit)
+            batch, text_bytes=text_bytes_for(self._event.text_limit)
         )
         uidvalidity = self.state.uidvalidity
         delivered: list[int] = []
@@ -279,8 +276,8 @@ class ImapWatcher:
                     account=self.account,
                     folder=self.folder,
                     uidvalidity=uidvalidity,
-                    text_limit=self._text_limit,
-                    include_headers=self._include_headers,
+                    text_limit=self._event.text_limit,
+                    include_headers=self._event.include_headers,
                 )
                 try:
                     await self._on_message(event)
@@ -288,7 +285,7 @@ class ImapWatcher:
                     _LOGGER.exception("Handler failed for message UID %s", uid)
                 delivered.append(uid)
             self._advance(FolderState(uidvalidity, uid))
-        if self._mark_seen and delivered:
+        if self._options.mark_seen and delivered:
             await client.mark_seen(delivered, check=False)
 
     def _too_old(self, message: FetchedMessage) -> bool:

@@ -1,0 +1,73 @@
+"""What a host may choose about an account, each default written once.
+
+The Home Assistant adapter builds these from a config entry's options
+(``settings.account_options``), the command line from its flags and config
+file; the IMAP watcher and the POP3 poller take them as they are. Frozen, so
+that a running watcher never sees an option change under it: new options
+mean a new watcher (Home Assistant reloads the entry).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .backoff import Backoff
+
+# A shorter interval than this only gets an account throttled or banned by
+# its provider; hosts refuse it.
+MIN_POLL_INTERVAL = 30.0
+
+
+class Retention(StrEnum):
+    """What happens on a POP3 server to messages once they were reported."""
+
+    KEEP = "keep"  # leave on the server (default)
+    DELETE = "delete"  # delete after the event was fired
+    DAYS = "days"  # delete N days after the message was first seen
+
+
+@dataclass(frozen=True, slots=True)
+class EventOptions:
+    """What one new-mail event carries, for every protocol."""
+
+    text_limit: int = 2048  # characters of body text
+    include_headers: bool = False  # all headers as a mapping, besides the usual
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long to wait for a server, and how to wait before trying again."""
+
+    io: float = 30.0  # one connect, command or reply
+    # 1 s doubling up to 5 minutes between reconnections after failures.
+    reconnect: Backoff = field(default_factory=Backoff)
+
+
+@dataclass(frozen=True, slots=True)
+class ImapWatchOptions:
+    """How one IMAP folder is watched."""
+
+    folder: str = "INBOX"
+    push: bool = True  # IDLE when the server offers it, else poll
+    poll_interval: float = 300.0  # seconds between NOOPs without IDLE
+    # RFC 2177: a client should re-issue IDLE at least every 29 minutes.
+    idle_renew: float = 540.0
+    mark_seen: bool = False  # flag reported mail \Seen
+    # After a restart, mail older than this (by INTERNALDATE) that arrived
+    # while we were away is skipped rather than reported hours late.
+    catchup_hours: float = 24.0
+
+
+@dataclass(frozen=True, slots=True)
+class Pop3PollOptions:
+    """How one POP3 maildrop is polled and what is left on the server."""
+
+    poll_interval: float = 300.0
+    retention: Retention = Retention.KEEP
+    retention_days: int = 14  # with Retention.DAYS
+    top_lines: int = 100  # body lines read with TOP
+    # Without TOP (or with use_top=False) RETR reads the message; only this
+    # many bytes of it are kept.
+    retr_cap: int = 256 * 1024
+    use_top: bool = True  # False for servers whose TOP is broken
