@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from custom_components.mail_relay.mail.compose import Attachment, OutgoingMail
+from custom_components.mail_relay.mail.compose import OutgoingAttachment, OutgoingMail
 from custom_components.mail_relay.mail.errors import MailError
 from custom_components.mail_relay.mail.smtp import SmtpSender
 
@@ -46,7 +46,7 @@ async def cmd_send(args: argparse.Namespace) -> int:
     attachments = []
     for path in args.attach or []:
         content = await asyncio.to_thread(_read_file, path)
-        attachments.append(Attachment(Path(path).name, content))
+        attachments.append(OutgoingAttachment(Path(path).name, content))
     account = await resolve_servers(
         args, args.address, need_incoming=False, need_smtp=True
     )

@@ -21,7 +21,7 @@ from homeassistant.helpers import config_validation as cv
 from .const import DOMAIN, LOGGER
 from .data import MailRelayConfigEntry
 from .errors import Where, ha_error, needs_reauth
-from .mail.compose import Attachment, OutgoingMail, compose
+from .mail.compose import OutgoingAttachment, OutgoingMail, compose
 from .mail.errors import MailError
 from .mail.imap import ImapClient
 from .mail.models import Protocol
@@ -140,11 +140,11 @@ async def _async_save_sent_copy(
 
 def _read_files(
     hass: HomeAssistant, attachments: Sequence[str], images: Sequence[str]
-) -> tuple[list[Attachment], list[Attachment]]:
+) -> tuple[list[OutgoingAttachment], list[OutgoingAttachment]]:
     """Check the allow list and read every file; runs in the executor."""
     total = 0
 
-    def read(path_text: str) -> Attachment:
+    def read(path_text: str) -> OutgoingAttachment:
         nonlocal total
         if not hass.config.is_allowed_path(path_text):
             raise ServiceValidationError(
@@ -177,7 +177,7 @@ def _read_files(
                 translation_placeholders={"path": path_text, "error": str(err)},
             ) from err
         total += len(content)
-        return Attachment(path.name, content)
+        return OutgoingAttachment(path.name, content)
 
     return [read(p) for p in attachments], [read(p) for p in images]
 

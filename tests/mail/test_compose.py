@@ -8,12 +8,12 @@ from email.message import EmailMessage
 import pytest
 
 from custom_components.mail_relay.mail.compose import (
-    Attachment,
+    OutgoingAttachment,
     OutgoingMail,
     compose,
-    html_to_text,
 )
 from custom_components.mail_relay.mail.errors import MessageError
+from custom_components.mail_relay.mail.html import html_to_text
 
 
 def _parse(data: bytes) -> EmailMessage:
@@ -85,9 +85,9 @@ def test_attachment_mime_types_from_names() -> None:
             to=["b@example.fr"],
             text="see attached",
             attachments=[
-                Attachment("rapport é.pdf", b"%PDF-1.4"),
-                Attachment("data.bin.unknownext", b"\x00\x01"),
-                Attachment("/etc/notes.csv", b"a,b\n", "text/csv"),
+                OutgoingAttachment("rapport é.pdf", b"%PDF-1.4"),
+                OutgoingAttachment("data.bin.unknownext", b"\x00\x01"),
+                OutgoingAttachment("/etc/notes.csv", b"a,b\n", "text/csv"),
             ],
         )
     )
@@ -126,7 +126,7 @@ def test_injection_in_file_names_refused() -> None:
             OutgoingMail(
                 sender="a@example.fr",
                 to=["b@example.fr"],
-                attachments=[Attachment("a.txt\r\nX-Evil: 1", b"x")],
+                attachments=[OutgoingAttachment("a.txt\r\nX-Evil: 1", b"x")],
             )
         )
 

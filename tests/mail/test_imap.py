@@ -223,12 +223,6 @@ class TcpProxy:
         self._tasks.discard(task)
 
 
-@pytest.fixture
-async def tls_context(trust_test_cert: Any) -> Any:
-    """A verifying context that trusts the test certificate (like a private CA)."""
-    return await asyncio.to_thread(create_ssl_context)
-
-
 # -- events ------------------------------------------------------------------------
 
 

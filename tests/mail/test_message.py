@@ -8,12 +8,12 @@ from email.message import EmailMessage
 
 import pytest
 
+from custom_components.mail_relay.mail.html import html_to_text
 from custom_components.mail_relay.mail.message import (
     MAX_EVENT_BYTES,
     authentication_results,
     body_text,
     event_from_message,
-    html_to_text,
 )
 
 COMMON = {

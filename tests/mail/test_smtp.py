@@ -12,7 +12,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from custom_components.mail_relay.mail.compose import Attachment, OutgoingMail
+from custom_components.mail_relay.mail.compose import OutgoingAttachment, OutgoingMail
 from custom_components.mail_relay.mail.errors import (
     AuthError,
     CertificateError,
@@ -140,10 +140,10 @@ async def test_html_inline_image_attachments_cc_bcc(
             reply_to=["Support <support@example.org>"],
             subject="Caméra entrée",
             html='<p>Mouvement détecté</p><img src="cid:snapshot.png">',
-            images=[Attachment("snapshot.png", PNG)],
+            images=[OutgoingAttachment("snapshot.png", PNG)],
             attachments=[
-                Attachment("rapport été.pdf", b"%PDF-1.4 fake"),
-                Attachment("log.txt", "ligne é\n".encode()),
+                OutgoingAttachment("rapport été.pdf", b"%PDF-1.4 fake"),
+                OutgoingAttachment("log.txt", "ligne é\n".encode()),
             ],
         )
     )

@@ -18,9 +18,9 @@ from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from functools import lru_cache
-from html.parser import HTMLParser
 
 from .errors import MessageError
+from .html import html_to_text
 
 # C0 controls, DEL, C1 controls and the Unicode line/paragraph separators: all of
 # them either end a header line or have no business in one.
@@ -59,8 +59,8 @@ WIRE_POLICY = policy.SMTP.clone(header_factory=_HEADERS)
 
 
 @dataclass(frozen=True, slots=True)
-class Attachment:
-    """A file to send; reading it from disk is the caller's job."""
+class OutgoingAttachment:
+    """A file to send, with its bytes; reading it from disk is the caller's job."""
 
     filename: str
     content: bytes = field(repr=False)
@@ -80,9 +80,9 @@ class OutgoingMail:
     cc: Sequence[str] = ()
     bcc: Sequence[str] = ()
     reply_to: Sequence[str] = ()
-    attachments: Sequence[Attachment] = ()
+    attachments: Sequence[OutgoingAttachment] = ()
     # Shown inside the HTML body, referenced there as ``cid:<filename>``.
-    images: Sequence[Attachment] = ()
+    images: Sequence[OutgoingAttachment] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,43 +169,7 @@ def _from_header(sender: str, sender_name: str | None) -> BaseHeader:
     return _HEADERS("From", [address])
 
 
-class _TextExtractor(HTMLParser):
-    """Plain-text alternative for an HTML-only message (crude on purpose)."""
-
-    _BREAKS = frozenset({"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style"):
-            self._skip += 1
-        elif tag in self._BREAKS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style") and self._skip:
-            self._skip -= 1
-        elif tag in self._BREAKS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.parts.append(data)
-
-
-def html_to_text(html: str) -> str:
-    """Return readable text from HTML, for clients that do not show HTML."""
-    parser = _TextExtractor()
-    parser.feed(html)
-    parser.close()
-    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
-
-
-def _mime_type(item: Attachment) -> tuple[str, str]:
+def _mime_type(item: OutgoingAttachment) -> tuple[str, str]:
     mime = item.mime_type or mimetypes.guess_type(item.filename)[0]
     mime = mime or DEFAULT_MIME_TYPE
     maintype, sep, subtype = mime.partition("/")
@@ -214,7 +178,7 @@ def _mime_type(item: Attachment) -> tuple[str, str]:
     return maintype.lower(), subtype.lower()
 
 
-def _filename(item: Attachment, what: str) -> str:
+def _filename(item: OutgoingAttachment, what: str) -> str:
     name = check_header_text(item.filename, what)
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     if not name:
@@ -257,7 +221,7 @@ def compose(mail: OutgoingMail) -> ComposedMail:
 
     text = mail.text
     if text is None and mail.html is not None:
-        text = html_to_text(mail.html)
+        text = html_to_text(mail.html) + "\n"
     text = text or ""
     msg.set_content(text, cte=_cte(text))
     # Images sit next to the HTML that references them (multipart/related);

@@ -12,6 +12,7 @@ import codecs
 import json
 import quopri
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from email import message_from_bytes
 from email.header import decode_header
@@ -19,8 +20,10 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
-from html.parser import HTMLParser
+from enum import Enum
 from typing import Any
+
+from .html import html_to_text
 
 # Home Assistant refuses events whose JSON is larger than this.
 MAX_EVENT_BYTES = 32 * 1024
@@ -28,9 +31,44 @@ MAX_EVENT_BYTES = 32 * 1024
 EVENT_HEADROOM = 512
 
 
+# A forwarded or bounced mail inside a mail: one attachment, not its parts.
+ATTACHED_MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
+UNNAMED_ATTACHMENT = "unnamed"
+
+
+class PartRole(Enum):
+    """What one single MIME part is to an event."""
+
+    PLAIN = "plain"  # a candidate for the event's text
+    HTML = "html"  # the text's fallback, turned into text
+    ATTACHMENT = "attachment"  # listed with name, type and size
+    OTHER = "other"  # neither (calendar data, signatures inline, ...)
+
+
+def part_role(content_type: str, disposition: str, filename: str | None) -> PartRole:
+    """Classify a single part the same way for IMAP's BODYSTRUCTURE and POP3's mail.
+
+    An attachment is what says so, what has a file name and is not text, or a
+    whole message inside the message; otherwise text/plain and text/html are
+    body candidates (the first of each counts).
+    """
+    maintype = content_type.partition("/")[0]
+    if (
+        disposition == "attachment"
+        or (filename and maintype != "text")
+        or content_type in ATTACHED_MESSAGE_TYPES
+    ):
+        return PartRole.ATTACHMENT
+    if content_type == "text/plain":
+        return PartRole.PLAIN
+    if content_type == "text/html":
+        return PartRole.HTML
+    return PartRole.OTHER
+
+
 @dataclass(frozen=True, slots=True)
-class Attachment:
-    """One attachment as automations see it."""
+class AttachmentInfo:
+    """One attachment of a received mail as automations see it (never its bytes)."""
 
     filename: str
     content_type: str
@@ -56,7 +94,7 @@ class MailEvent:
     subject: str
     text: str
     size: int | None
-    attachments: list[Attachment] = field(default_factory=list)
+    attachments: list[AttachmentInfo] = field(default_factory=list)
     sender_verified: bool = False
     authentication: dict[str, Any] = field(default_factory=dict)
     # RFC 3834's Auto-Submitted ("auto-generated", "auto-replied"...); None
@@ -203,66 +241,6 @@ def authentication_results(
 # -- bodies --------------------------------------------------------------------
 
 
-class _HtmlText(HTMLParser):
-    """Collect the readable text of an HTML document."""
-
-    BLOCK = frozenset(
-        {
-            "p",
-            "div",
-            "br",
-            "li",
-            "tr",
-            "h1",
-            "h2",
-            "h3",
-            "h4",
-            "h5",
-            "h6",
-            "table",
-            "ul",
-            "ol",
-            "blockquote",
-            "hr",
-        }
-    )
-    SKIP = frozenset({"script", "style", "head", "title"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self.SKIP:
-            self._skip += 1
-        elif tag in self.BLOCK:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self.SKIP and self._skip:
-            self._skip -= 1
-        elif tag in self.BLOCK:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.parts.append(data)
-
-
-def html_to_text(html: str) -> str:
-    """Turn HTML into plain text with paragraph breaks kept."""
-    parser = _HtmlText()
-    try:
-        parser.feed(html)
-        parser.close()
-    except AssertionError:  # pragma: no cover - HTMLParser is very lenient
-        pass
-    text = "".join(parser.parts)
-    lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in text.splitlines()]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-
-
 def decode_transfer(data: bytes, encoding: str | None) -> bytes:
     """Undo a Content-Transfer-Encoding, accepting truncated input."""
     enc = (encoding or "").strip().lower()
@@ -312,44 +290,76 @@ def _payload_bytes(part: Message) -> bytes:
     return data if isinstance(data, bytes) else raw.encode("utf-8", "replace")
 
 
-def _walk_message(msg: Message) -> tuple[str, list[Attachment]]:
+def _single_parts(msg: Message) -> Iterator[Message]:
+    """Yield the single parts in document order, with a stack, not recursion.
+
+    ``Message.walk`` recurses per level; this does not. A message attached
+    inside (message/rfc822) is one part: its own parts are not the mail's.
+    """
+    pending = [msg]
+    while pending:
+        part = pending.pop()
+        children = part.get_payload()
+        if (
+            part.get_content_type() in ATTACHED_MESSAGE_TYPES
+            or not part.is_multipart()
+            or not isinstance(children, list)
+        ):
+            yield part
+            continue
+        pending.extend(c for c in reversed(children) if isinstance(c, Message))
+
+
+def _header_text(part: Message, name: str) -> str:
+    """Return a header as text; 8-bit bytes make compat32 hand back a Header."""
+    value = part.get(name)
+    return "" if value is None else str(value)
+
+
+def _attached_size(part: Message) -> int:
+    """Return a part's decoded size; for an attached message, its bytes."""
+    if part.get_content_type() in ATTACHED_MESSAGE_TYPES:
+        inner = part.get_payload()
+        try:
+            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+                return len(inner[0].as_bytes())
+        except (RecursionError, ValueError, LookupError):
+            return 0
+    encoding = _header_text(part, "Content-Transfer-Encoding")
+    return len(decode_transfer(_payload_bytes(part), encoding))
+
+
+def _walk_message(msg: Message) -> tuple[str, list[AttachmentInfo]]:
     """Find the best text and the attachments of a parsed message."""
     plain: str | None = None
     html: str | None = None
-    attachments: list[Attachment] = []
-    for part in msg.walk():
-        if part.is_multipart():
-            continue
+    attachments: list[AttachmentInfo] = []
+    for part in _single_parts(msg):
         ctype = part.get_content_type()
         filename = part.get_filename()
-        disposition = (
-            (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
-        )
-        payload = _payload_bytes(part)
-        if disposition == "attachment" or (filename and not ctype.startswith("text/")):
-            decoded = decode_transfer(payload, part.get("Content-Transfer-Encoding"))
+        disposition = _header_text(part, "Content-Disposition")
+        role = part_role(ctype, disposition.split(";")[0].strip().lower(), filename)
+        if role is PartRole.ATTACHMENT:
             attachments.append(
-                Attachment(
-                    decode_header_value(filename or "") or "unnamed",
+                AttachmentInfo(
+                    decode_header_value(filename or "") or UNNAMED_ATTACHMENT,
                     ctype,
-                    len(decoded),
+                    _attached_size(part),
                 )
             )
-            continue
-        if ctype == "text/plain" and plain is None:
-            plain = body_text(
-                payload,
-                encoding=part.get("Content-Transfer-Encoding"),
+        elif (role is PartRole.PLAIN and plain is None) or (
+            role is PartRole.HTML and html is None
+        ):
+            text = body_text(
+                _payload_bytes(part),
+                encoding=_header_text(part, "Content-Transfer-Encoding"),
                 charset=part.get_content_charset(),
-                subtype="plain",
+                subtype=ctype.partition("/")[2],
             )
-        elif ctype == "text/html" and html is None:
-            html = body_text(
-                payload,
-                encoding=part.get("Content-Transfer-Encoding"),
-                charset=part.get_content_charset(),
-                subtype="html",
-            )
+            if role is PartRole.PLAIN:
+                plain = text
+            else:
+                html = text
     return (plain if plain else html or ""), attachments
 
 
@@ -377,7 +387,7 @@ def event_from_parts(
     uidvalidity: int | None,
     text: str,
     size: int | None,
-    attachments: list[Attachment],
+    attachments: list[AttachmentInfo],
     text_limit: int,
     include_headers: bool = False,
     internal_date: str | None = None,

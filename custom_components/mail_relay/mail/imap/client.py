@@ -14,11 +14,11 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import MessageNotFoundError, ProtocolError
+from ..html import html_to_text
 from ..message import (
     MailEvent,
     decode_header_value,
     event_from_parts,
-    html_to_text,
     parse_headers,
 )
 from .adapter import SELECTED, ImapConnection

@@ -16,12 +16,16 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from ..message import (
-    Attachment,
+    ATTACHED_MESSAGE_TYPES,
+    UNNAMED_ATTACHMENT,
+    AttachmentInfo,
     MailEvent,
+    PartRole,
     body_text,
     decode_header_value,
     event_from_parts,
     parse_headers,
+    part_role,
 )
 
 _LOGGER = logging.getLogger(__name__)
@@ -196,7 +200,7 @@ class Structure:
 
     plain: TextPart | None = None
     html: TextPart | None = None
-    attachments: list[Attachment] = field(default_factory=list)
+    attachments: list[AttachmentInfo] = field(default_factory=list)
     # Attachments whose size is only estimated: BODYSTRUCTURE counts encoded
     # octets, events give decoded sizes.
     estimated: list[EstimatedSize] = field(default_factory=list)
@@ -268,35 +272,46 @@ def _decoded_size(size: int, encoding: str | None) -> int:
 
 
 def parse_bodystructure(value: object) -> Structure:
-    """Find the text parts and the attachments in a parsed BODYSTRUCTURE."""
+    """Find the text parts and the attachments in a parsed BODYSTRUCTURE.
+
+    Walked with a stack, not recursion: a hostile message nested a thousand
+    levels deep is read like any other.
+    """
     structure = Structure()
-    _walk_structure(value, "", structure)
+    pending: list[tuple[object, str]] = [(value, "")]
+    while pending:
+        node, prefix = pending.pop()
+        if not isinstance(node, list) or not node:
+            continue
+        if isinstance(node[0], list):  # multipart: children, then the subtype
+            children: list[object] = []
+            for child in node:
+                if not isinstance(child, list):
+                    break
+                children.append(child)
+            # Pushed last-first, so parts are met in document order.
+            for index in range(len(children), 0, -1):
+                pending.append(
+                    (children[index - 1], f"{prefix}.{index}" if prefix else str(index))
+                )
+            continue
+        _leaf(node, prefix or "1", structure)
     return structure
 
 
-def _walk_structure(node: object, prefix: str, out: Structure) -> None:
-    if not isinstance(node, list) or not node:
-        return
-    if isinstance(node[0], list):  # multipart: children, then the subtype
-        children = []
-        for child in node:
-            if not isinstance(child, list):
-                break
-            children.append(child)
-        for index, child in enumerate(children, 1):
-            _walk_structure(child, f"{prefix}.{index}" if prefix else str(index), out)
-        return
-    section = prefix or "1"
+def _leaf(node: list[Any], section: str, out: Structure) -> None:
+    """Record one single part: a text part to read, an attachment, or nothing."""
     mtype = _text(node[0]).lower() or "application"
     subtype = _text(node[1] if len(node) > 1 else None).lower() or "octet-stream"
     params = _params(node[2] if len(node) > 2 else None)
     encoding = _text(node[5] if len(node) > 5 else None) or None
     size = _int(node[6] if len(node) > 6 else None) or 0
+    ctype = f"{mtype}/{subtype}"
     # Extension data starts after the type-specific fields; the disposition
     # follows the MD5.
     if mtype == "text":
         ext = 8
-    elif mtype == "message" and subtype in {"rfc822", "global"}:
+    elif ctype in ATTACHED_MESSAGE_TYPES:
         ext = 10
     else:
         ext = 7
@@ -309,23 +324,22 @@ def _walk_structure(node: object, prefix: str, out: Structure) -> None:
             disposition_field[1] if len(disposition_field) > 1 else None
         )
     filename = _param_value(disp_params, "filename") or _param_value(params, "name")
-    ctype = f"{mtype}/{subtype}"
-    is_message = mtype == "message" and subtype in {"rfc822", "global"}
-    if disposition == "attachment" or (filename and mtype != "text") or is_message:
+    role = part_role(ctype, disposition, filename)
+    if role is PartRole.ATTACHMENT:
         if (cte := (encoding or "").lower()) not in _IDENTITY_ENCODINGS:
             out.estimated.append(
                 EstimatedSize(len(out.attachments), section, size, cte)
             )
         out.attachments.append(
-            Attachment(filename or "unnamed", ctype, _decoded_size(size, encoding))
+            AttachmentInfo(
+                filename or UNNAMED_ATTACHMENT, ctype, _decoded_size(size, encoding)
+            )
         )
         return
-    if mtype != "text":
-        return
     part = TextPart(section, subtype, params.get("charset") or None, encoding, size)
-    if subtype == "plain" and out.plain is None:
+    if role is PartRole.PLAIN and out.plain is None:
         out.plain = part
-    elif subtype == "html" and out.html is None:
+    elif role is PartRole.HTML and out.html is None:
         out.html = part
 
 
