@@ -15,7 +15,7 @@ from .data import MailRelayConfigEntry, MailRelayData
 from .mail.models import Protocol
 from .mail.smtp import SmtpSender
 from .services import async_setup_services
-from .settings import account_name, account_options, incoming_settings, smtp_settings
+from .settings import account_name, smtp_settings
 
 # notify.py adds no entity for an account without SMTP.
 PLATFORMS: list[Platform] = [
@@ -64,17 +64,14 @@ async def async_migrate_entry(hass: HomeAssistant, entry: MailRelayConfigEntry) 
 
 async def async_setup_entry(hass: HomeAssistant, entry: MailRelayConfigEntry) -> bool:
     """Set up one mail account: connect, then add its entities."""
-    protocol = Protocol(entry.data[CONF_PROTOCOL])
-    incoming = incoming_settings(entry.data)
     smtp = smtp_settings(entry.data)
-    options = account_options(entry.options)
-    coordinator = create_coordinator(hass, entry, protocol, incoming, options)
+    coordinator = create_coordinator(hass, entry)
     entry.runtime_data = MailRelayData(
         email=entry.data[CONF_EMAIL],
-        protocol=protocol,
-        incoming=incoming,
+        protocol=coordinator.protocol,
+        incoming=coordinator.incoming,
         smtp=smtp,
-        options=options,
+        options=coordinator.options,
         coordinator=coordinator,
         sender=SmtpSender(smtp) if smtp is not None else None,
     )

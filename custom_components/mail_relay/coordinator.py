@@ -23,7 +23,7 @@ from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers.event import async_call_later, async_track_time_interval
 from homeassistant.helpers.storage import Store
 
-from .const import CONF_EMAIL, DOMAIN, EVENT_NEW_MAIL, LOGGER
+from .const import CONF_EMAIL, CONF_PROTOCOL, DOMAIN, EVENT_NEW_MAIL, LOGGER
 from .errors import Where, ha_error, needs_reauth
 from .mail.backoff import Backoff
 from .mail.errors import MailError
@@ -32,12 +32,12 @@ from .mail.message import MailEvent
 from .mail.models import Protocol, ServerSettings
 from .mail.pop3 import Pop3Poller, Pop3State
 from .mail.tls import create_ssl_context
+from .settings import AccountOptions, account_options, incoming_settings
 
 if TYPE_CHECKING:
     import ssl
 
     from .data import MailRelayConfigEntry
-    from .settings import AccountOptions
 
 STORAGE_VERSION = 1
 # Written on the next loop turn: a burst coalesces into a few writes, and the
@@ -49,15 +49,12 @@ SENT_IDS_KEPT = 1000
 
 
 def create_coordinator(
-    hass: HomeAssistant,
-    entry: MailRelayConfigEntry,
-    protocol: Protocol,
-    incoming: ServerSettings,
-    options: AccountOptions,
+    hass: HomeAssistant, entry: MailRelayConfigEntry
 ) -> MailRelayCoordinator:
     """Return the coordinator of the entry's protocol."""
+    protocol = Protocol(entry.data[CONF_PROTOCOL])
     kind = ImapCoordinator if protocol is Protocol.IMAP else Pop3Coordinator
-    return kind(hass, entry, incoming, options)
+    return kind(hass, entry)
 
 
 class MailRelayCoordinator(ABC):
@@ -65,18 +62,12 @@ class MailRelayCoordinator(ABC):
 
     protocol: Protocol
 
-    def __init__(
-        self,
-        hass: HomeAssistant,
-        entry: MailRelayConfigEntry,
-        incoming: ServerSettings,
-        options: AccountOptions,
-    ) -> None:
-        """Keep the settings; ``async_start`` connects."""
+    def __init__(self, hass: HomeAssistant, entry: MailRelayConfigEntry) -> None:
+        """Read the entry's settings and options; ``async_start`` connects."""
         self.hass = hass
         self.entry = entry
-        self.incoming = incoming
-        self.options = options
+        self.incoming: ServerSettings = incoming_settings(entry.data)
+        self.options: AccountOptions = account_options(entry.options)
         self.account: str = entry.data[CONF_EMAIL]
         self.connected = False
         self.unread: int | None = None
@@ -197,15 +188,9 @@ class ImapCoordinator(MailRelayCoordinator):
 
     protocol = Protocol.IMAP
 
-    def __init__(
-        self,
-        hass: HomeAssistant,
-        entry: MailRelayConfigEntry,
-        incoming: ServerSettings,
-        options: AccountOptions,
-    ) -> None:
-        """Build the watcher; ``async_start`` connects it."""
-        super().__init__(hass, entry, incoming, options)
+    def __init__(self, hass: HomeAssistant, entry: MailRelayConfigEntry) -> None:
+        """Prepare; ``async_start`` builds the watcher and connects it."""
+        super().__init__(hass, entry)
         self._run_task: asyncio.Task[None] | None = None
         self._watcher: ImapWatcher | None = None
 
@@ -279,15 +264,9 @@ class Pop3Coordinator(MailRelayCoordinator):
 
     protocol = Protocol.POP3
 
-    def __init__(
-        self,
-        hass: HomeAssistant,
-        entry: MailRelayConfigEntry,
-        incoming: ServerSettings,
-        options: AccountOptions,
-    ) -> None:
+    def __init__(self, hass: HomeAssistant, entry: MailRelayConfigEntry) -> None:
         """Prepare; ``async_start`` polls once, then on the interval."""
-        super().__init__(hass, entry, incoming, options)
+        super().__init__(hass, entry)
         self._poller: Pop3Poller | None = None
         self._poll_lock = asyncio.Lock()
         self._poll_failures = 0

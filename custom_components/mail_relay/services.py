@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -308,21 +308,25 @@ async def _session(
 
 
 async def _mark_seen(call: ServiceCall) -> None:
-    entry = _imap_entry(call.hass, call.data[ATTR_CONFIG_ENTRY_ID])
-    async with _session(call.hass, entry, call.data.get(ATTR_FOLDER)) as client:
-        await client.mark_seen(call.data[ATTR_UID])
+    await _on_messages(call, lambda client, uids: client.mark_seen(uids))
 
 
 async def _move(call: ServiceCall) -> None:
-    entry = _imap_entry(call.hass, call.data[ATTR_CONFIG_ENTRY_ID])
-    async with _session(call.hass, entry, call.data.get(ATTR_FOLDER)) as client:
-        await client.move(call.data[ATTR_UID], call.data[ATTR_TARGET])
+    target = call.data[ATTR_TARGET]
+    await _on_messages(call, lambda client, uids: client.move(uids, target))
 
 
 async def _delete(call: ServiceCall) -> None:
+    await _on_messages(call, lambda client, uids: client.delete(uids))
+
+
+async def _on_messages(
+    call: ServiceCall, act: Callable[[ImapClient, list[int]], Awaitable[object]]
+) -> None:
+    """Run one IMAP action on the messages the call names, in its folder."""
     entry = _imap_entry(call.hass, call.data[ATTR_CONFIG_ENTRY_ID])
     async with _session(call.hass, entry, call.data.get(ATTR_FOLDER)) as client:
-        await client.delete(call.data[ATTR_UID])
+        await act(client, call.data[ATTR_UID])
 
 
 async def _fetch(call: ServiceCall) -> ServiceResponse:
