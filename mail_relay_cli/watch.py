@@ -90,6 +90,9 @@ class ImapRunner(Runner):
             return None
 
     async def _on_message(self, event: MailEvent) -> None:
+        # The previous message's mark reaches the disk before this line is
+        # printed: a crash repeats at most the one message in flight.
+        await self._state.flush()
         self._output.emit(self.account.entry_id, event)
 
     def _on_state(self, state: FolderState) -> None:
@@ -184,6 +187,10 @@ class Pop3Runner(Runner):
         return Pop3State(seen={str(k): float(v) for k, v in saved["seen"].items()})
 
     async def _on_message(self, event: MailEvent) -> None:
+        # The UIDLs already reported reach the disk before this line is
+        # printed: a crash repeats at most the one message in flight.
+        self._save()
+        await self._state.flush()
         self._output.emit(self.account.entry_id, event)
 
     def _save(self) -> None:

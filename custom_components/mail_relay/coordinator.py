@@ -40,12 +40,15 @@ if TYPE_CHECKING:
     from .data import MailRelayConfigEntry
 
 STORAGE_VERSION = 1
-# Written on the next loop turn: a burst coalesces into a few writes, and the
-# window in which a crash could repeat an event stays a few milliseconds wide.
+# Written on the next loop turn when no event follows (after a poll, a
+# UIDVALIDITY change); before each event the state is written at once.
 STORE_SAVE_DELAY = 0.0
 # Retry a failed poll sooner than the interval: 1 s doubling up to 5 minutes.
 POP3_BACKOFF = Backoff(initial=1.0, maximum=300.0, jitter=(0.8, 1.2))
 SENT_IDS_KEPT = 1000
+# Events fired before the event entity listens (mail found at start-up, before
+# the platforms are set up) are replayed to it; at most this many.
+EARLY_EVENTS_KEPT = 20
 
 
 def create_coordinator(
@@ -77,8 +80,10 @@ class MailRelayCoordinator(ABC):
             hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}", atomic_writes=True
         )
         self._stored: dict[str, Any] = {}
+        self._dirty = False
         self._listeners: list[Callable[[], None]] = []
         self._event_listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._unheard: deque[dict[str, Any]] = deque(maxlen=EARLY_EVENTS_KEPT)
         self._ssl_context: ssl.SSLContext | None = None
         self._was_lost = False
         self._stopping = False
@@ -102,8 +107,15 @@ class MailRelayCoordinator(ABC):
     def async_add_event_listener(
         self, handler: Callable[[dict[str, Any]], None]
     ) -> CALLBACK_TYPE:
-        """Call ``handler`` with each new-mail event's data."""
+        """Call ``handler`` with each new-mail event's data.
+
+        Events fired before any handler listened (the first poll or catch-up
+        runs before the platforms are set up) are handed to it first, oldest
+        first.
+        """
         self._event_listeners.append(handler)
+        while self._unheard:
+            handler(self._unheard.popleft())
         return lambda: self._event_listeners.remove(handler)
 
     @callback
@@ -139,7 +151,23 @@ class MailRelayCoordinator(ABC):
     @callback
     def _save(self, key: str, value: dict[str, Any]) -> None:
         self._stored[key] = value
+        self._dirty = True
         self.store.async_delay_save(lambda: self._stored, STORE_SAVE_DELAY)
+
+    @abstractmethod
+    def _note_progress(self) -> None:
+        """Record in ``_stored`` what the core has reported so far."""
+
+    async def _async_write_progress(self) -> None:
+        """Write the state now if it changed: before an event, never after it.
+
+        The previous message's mark is on disk before the next event fires, so
+        a crash (or a power cut) repeats at most the one message in flight.
+        """
+        self._note_progress()
+        if self._dirty:
+            self._dirty = False
+            await self.store.async_save(self._stored)
 
     # -- events and state -------------------------------------------------
 
@@ -154,12 +182,15 @@ class MailRelayCoordinator(ABC):
 
     async def _async_on_message(self, event: MailEvent) -> None:
         """Fire the bus event; the watcher advances its mark after this returns."""
+        await self._async_write_progress()
         if event.message_id is not None and event.message_id in self._sent:
             LOGGER.debug("%s: no event for our own %s", self.account, event.message_id)
             return
         data = {"entry_id": self.entry.entry_id, **event.as_dict()}
         self.hass.bus.async_fire(EVENT_NEW_MAIL, data)
         self.last_event = data
+        if not self._event_listeners:
+            self._unheard.append(data)
         for handler in list(self._event_listeners):
             handler(data)
         self._notify()
@@ -249,6 +280,9 @@ class ImapCoordinator(MailRelayCoordinator):
             if needs_reauth(err):
                 self.entry.async_start_reauth(self.hass)
 
+    def _note_progress(self) -> None:
+        """Nothing to collect: the watcher reports each mark (``on_state``)."""
+
     @callback
     def _on_folder_state(self, state: FolderState) -> None:
         self._save("imap", {"folder": self.folder, **asdict(state)})
@@ -334,6 +368,11 @@ class Pop3Coordinator(MailRelayCoordinator):
             self._save_state(poller)
             self.unread = result.count
             self._set_connected(True, None)
+
+    def _note_progress(self) -> None:
+        """Take the UIDLs reported so far (the poller records each one)."""
+        if self._poller is not None:
+            self._save_state(self._poller)
 
     def _save_state(self, poller: Pop3Poller) -> None:
         if poller.baseline_pending:

@@ -8,9 +8,9 @@ from email.message import EmailMessage
 
 import pytest
 
+from custom_components.mail_relay.mail.bounds import MAX_EVENT_BYTES
 from custom_components.mail_relay.mail.html import html_to_text
 from custom_components.mail_relay.mail.message import (
-    MAX_EVENT_BYTES,
     authentication_results,
     body_text,
     event_from_message,

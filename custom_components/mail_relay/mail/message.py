@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
-import json
+import logging
 import quopri
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from email import message_from_bytes
 from email.header import decode_header
@@ -23,12 +23,28 @@ from email.utils import getaddresses, parsedate_to_datetime
 from enum import Enum
 from typing import Any
 
+from .bounds import (
+    MAX_ADDRESS,
+    MAX_ADDRESSES,
+    MAX_ATTACHMENTS,
+    MAX_AUTH_RESULTS,
+    MAX_CONTENT_TYPE,
+    MAX_DKIM_DOMAINS,
+    MAX_FILENAME,
+    MAX_HEADER_BYTES,
+    MAX_HEADER_FIELD_VALUE,
+    MAX_HEADER_FIELDS,
+    MAX_HEADER_VALUE,
+    MAX_MESSAGE_ID,
+    MAX_MIME_PARTS,
+    MAX_NAME,
+    MAX_SUBJECT,
+    cap,
+    fit_event,
+)
 from .html import html_to_text
 
-# Home Assistant refuses events whose JSON is larger than this.
-MAX_EVENT_BYTES = 32 * 1024
-# Room left for the fields the integration adds (entry_id, ...).
-EVENT_HEADROOM = 512
+_LOGGER = logging.getLogger(__name__)
 
 
 # A forwarded or bounced mail inside a mail: one attachment, not its parts.
@@ -73,6 +89,16 @@ class AttachmentInfo:
     filename: str
     content_type: str
     size: int
+
+
+def attachment_info(
+    filename: str | None, content_type: str, size: int
+) -> AttachmentInfo:
+    """Describe an attachment with its name decoded and every field bounded."""
+    name = cap(decode_header_value(filename or ""), MAX_FILENAME)
+    return AttachmentInfo(
+        name or UNNAMED_ATTACHMENT, cap(content_type, MAX_CONTENT_TYPE), size
+    )
 
 
 @dataclass(slots=True)
@@ -136,13 +162,17 @@ def _decode_bytes(data: bytes, charset: str | None) -> str:
     return data.decode("latin-1")
 
 
-def decode_header_value(value: str | None) -> str:
-    """Decode RFC 2047 encoded-words; unknown charsets degrade, never raise."""
+def decode_header_value(value: object, limit: int = MAX_HEADER_VALUE) -> str:
+    """Decode RFC 2047 encoded-words; unknown charsets degrade, never raise.
+
+    ``value`` may be a ``Header`` (8-bit bytes in a header make the parser
+    return one); at most ``limit`` characters of it are decoded.
+    """
     if not value:
         return ""
     # Unfold first: the whitespace of a fold between an encoded word and plain
     # text is part of the text (RFC 2047, 6.2); decode_header would drop it.
-    raw = _unfold(str(value))
+    raw = _unfold(cap(str(value), limit))
     try:
         parts = decode_header(raw)
     except (ValueError, binascii.Error, AssertionError):
@@ -160,20 +190,22 @@ def _unfold(value: str) -> str:
     return re.sub(r"\r?\n[ \t]*", " ", value).strip()
 
 
-def _addresses(values: list[str]) -> list[tuple[str, str]]:
-    """Return (display name, lower-case address) pairs."""
-    decoded = [decode_header_value(v) for v in values if v]
+def _addresses(values: list[Any]) -> list[tuple[str, str]]:
+    """Return up to MAX_ADDRESSES (display name, lower-case address) pairs."""
+    decoded = [decode_header_value(v) for v in values[:MAX_ADDRESSES] if v]
     pairs = getaddresses(decoded)
     return [
-        (name.strip(), addr.strip().lower()) for name, addr in pairs if addr.strip()
-    ]
+        (cap(name.strip(), MAX_NAME), cap(addr.strip().lower(), MAX_ADDRESS))
+        for name, addr in pairs
+        if addr.strip()
+    ][:MAX_ADDRESSES]
 
 
-def _iso_date(value: str | None) -> str | None:
+def _iso_date(value: object) -> str | None:
     if not value:
         return None
     try:
-        return parsedate_to_datetime(value).isoformat()
+        return parsedate_to_datetime(cap(str(value), MAX_NAME)).isoformat()
     except (TypeError, ValueError, IndexError):
         return None
 
@@ -200,7 +232,7 @@ def _aligned(domain: str, from_domain: str) -> bool:
 
 
 def authentication_results(
-    value: str | None, from_domain: str | None
+    value: object, from_domain: str | None
 ) -> tuple[dict[str, Any], bool]:
     """Read the receiving server's Authentication-Results header.
 
@@ -210,13 +242,14 @@ def authentication_results(
     """
     if not value:
         return {}, False
-    text = decode_header_value(value)
+    text = decode_header_value(value, MAX_AUTH_RESULTS)
     results: dict[str, Any] = {}
     dkim_domains: list[str] = []
     verified = False
     # Each method clause is separated by ';' (the first clause is the authserv-id).
     clauses = text.split(";")
-    results["server"] = clauses[0].strip().split()[0] if clauses[0].strip() else ""
+    server = clauses[0].strip().split()[0] if clauses[0].strip() else ""
+    results["server"] = cap(server, MAX_NAME)
     for clause in clauses[1:]:
         match = _RESULT.search(clause)
         if not match:
@@ -226,8 +259,8 @@ def authentication_results(
         props = {k.lower(): v.strip("\"'<>") for k, v in _PROP.findall(clause)}
         if method == "dkim" and result == "pass":
             domain = props.get("header.d") or props.get("header.i", "")
-            if domain:
-                dkim_domains.append(domain.lower())
+            if domain and len(dkim_domains) < MAX_DKIM_DOMAINS:
+                dkim_domains.append(cap(domain.lower(), MAX_ADDRESS))
                 if from_domain and _aligned(domain, from_domain):
                     verified = True
                     results["dkim"] = "pass"
@@ -297,7 +330,9 @@ def _single_parts(msg: Message) -> Iterator[Message]:
     inside (message/rfc822) is one part: its own parts are not the mail's.
     """
     pending = [msg]
-    while pending:
+    seen = 0
+    while pending and seen < MAX_MIME_PARTS:
+        seen += 1
         part = pending.pop()
         children = part.get_payload()
         if (
@@ -340,13 +375,10 @@ def _walk_message(msg: Message) -> tuple[str, list[AttachmentInfo]]:
         disposition = _header_text(part, "Content-Disposition")
         role = part_role(ctype, disposition.split(";")[0].strip().lower(), filename)
         if role is PartRole.ATTACHMENT:
-            attachments.append(
-                AttachmentInfo(
-                    decode_header_value(filename or "") or UNNAMED_ATTACHMENT,
-                    ctype,
-                    _attached_size(part),
+            if len(attachments) < MAX_ATTACHMENTS:
+                attachments.append(
+                    attachment_info(filename, ctype, _attached_size(part))
                 )
-            )
         elif (role is PartRole.PLAIN and plain is None) or (
             role is PartRole.HTML and html is None
         ):
@@ -367,13 +399,17 @@ def _walk_message(msg: Message) -> tuple[str, list[AttachmentInfo]]:
 
 
 def parse_headers(raw: bytes) -> Message:
-    """Parse a header block (or a whole message: the body is ignored)."""
-    return BytesHeaderParser(policy=compat32).parsebytes(raw)
+    """Parse a header block (or a whole message: the body is ignored).
+
+    At most MAX_HEADER_BYTES are read: what follows is not headers a person
+    wrote.
+    """
+    return BytesHeaderParser(policy=compat32).parsebytes(raw[:MAX_HEADER_BYTES])
 
 
-def _auto_submitted(value: str | None) -> str | None:
+def _auto_submitted(value: object) -> str | None:
     """Return the Auto-Submitted keyword; None for "no" or no header."""
-    keyword = decode_header_value(value).split(";")[0].strip().lower()
+    keyword = decode_header_value(value, MAX_NAME).split(";")[0].strip().lower()
     return None if keyword in ("", "no") else keyword
 
 
@@ -400,21 +436,21 @@ def event_from_parts(
     auth, verified = authentication_results(
         headers.get("Authentication-Results"), from_domain
     )
-    message_id = decode_header_value(headers.get("Message-ID")) or None
+    message_id = cap(decode_header_value(headers.get("Message-ID")), MAX_MESSAGE_ID)
     event = MailEvent(
         account=account,
         protocol=protocol,
         folder=folder,
         uid=uid,
         uidvalidity=uidvalidity,
-        message_id=message_id,
+        message_id=message_id or None,
         date=_iso_date(headers.get("Date")) or internal_date,
         sender=sender,
         sender_name=sender_name or None,
         to=[addr for _, addr in _addresses(headers.get_all("To") or [])],
         cc=[addr for _, addr in _addresses(headers.get_all("Cc") or [])],
         reply_to=reply[0][1] if reply else None,
-        subject=decode_header_value(headers.get("Subject")),
+        subject=cap(decode_header_value(headers.get("Subject")), MAX_SUBJECT),
         text=text[:text_limit],
         size=size,
         attachments=attachments,
@@ -439,57 +475,69 @@ def event_from_message(
     include_headers: bool = False,
 ) -> MailEvent:
     """Build an event from a whole or truncated raw message (POP3 ``TOP``)."""
-    msg = message_from_bytes(raw, policy=compat32)
-    text, attachments = _walk_message(msg)
-    return event_from_parts(
-        msg,
-        account=account,
-        protocol=protocol,
-        folder=folder,
-        uid=uid,
-        uidvalidity=uidvalidity,
-        text=text,
-        size=size if size is not None else len(raw),
-        attachments=attachments,
-        text_limit=text_limit,
-        include_headers=include_headers,
-    )
+    ref: dict[str, Any] = {
+        "account": account,
+        "protocol": protocol,
+        "folder": folder,
+        "uid": uid,
+        "uidvalidity": uidvalidity,
+        "size": size if size is not None else len(raw),
+        "text_limit": text_limit,
+        "include_headers": include_headers,
+    }
+
+    def build() -> MailEvent:
+        msg = message_from_bytes(raw, policy=compat32)
+        text, attachments = _walk_message(msg)
+        return event_from_parts(msg, text=text, attachments=attachments, **ref)
+
+    return guarded_event(build, header_block(raw), ref)
+
+
+def header_block(raw: bytes) -> bytes:
+    """Return the header block of a raw message (up to the first empty line)."""
+    head = raw[:MAX_HEADER_BYTES]
+    ends = [i for i in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if i >= 0]
+    return head[: min(ends)] if ends else head
+
+
+def guarded_event(
+    build: Callable[[], MailEvent], header_bytes: bytes, ref: dict[str, Any]
+) -> MailEvent:
+    """Build one message's event; whatever goes wrong, still return an event.
+
+    This is the one guard between a hostile mail and the account: an exception
+    here must never stop a folder or a maildrop, so the event then carries what
+    the headers alone give (or nothing but the UID), and a warning names the
+    message. ``ref`` holds ``event_from_parts``'s keyword arguments but the
+    headers, text and attachments.
+    """
+    try:
+        return build()
+    except Exception as err:  # any bug or hostile input
+        _LOGGER.warning(
+            "Message %s in %s of %s could not be read in full (%s: %s);"
+            " its event carries what its headers give",
+            ref["uid"],
+            ref["folder"],
+            ref["account"],
+            type(err).__name__,
+            cap(str(err), MAX_NAME),
+        )
+    for headers in (header_bytes, b""):
+        try:
+            return event_from_parts(
+                parse_headers(headers), text="", attachments=[], **ref
+            )
+        except Exception:  # noqa: S112 - next, without the headers
+            continue
+    raise AssertionError("an event without headers cannot fail")  # pragma: no cover
 
 
 def _header_dict(headers: Message) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for name, value in headers.items():
-        out.setdefault(name.lower(), []).append(decode_header_value(value))
+    for name, value in headers.items()[:MAX_HEADER_FIELDS]:
+        out.setdefault(cap(name.lower(), MAX_NAME), []).append(
+            decode_header_value(value, MAX_HEADER_FIELD_VALUE)
+        )
     return out
-
-
-def _json_size(data: dict[str, Any]) -> int:
-    return len(json.dumps(data, ensure_ascii=False, default=str).encode())
-
-
-def fit_event(
-    event: MailEvent, limit: int = MAX_EVENT_BYTES - EVENT_HEADROOM
-) -> MailEvent:
-    """Keep the event under Home Assistant's limit by shortening ``text``.
-
-    If the rest alone is still too large (huge header sets), headers are cut
-    next; the event itself is never dropped.
-    """
-    size = _json_size(event.as_dict())
-    if size <= limit:
-        return event
-    excess = size - limit
-    encoded = event.text.encode()
-    keep = max(0, len(encoded) - excess - 16)
-    event.text = encoded[:keep].decode(errors="ignore")
-    while _json_size(event.as_dict()) > limit and event.text:
-        event.text = event.text[: len(event.text) * 3 // 4]
-    if _json_size(event.as_dict()) > limit and event.headers:
-        event.headers = {}
-    while _json_size(event.as_dict()) > limit and (
-        event.to or event.cc or event.attachments
-    ):
-        for seq in (event.attachments, event.cc, event.to):
-            if seq:
-                del seq[len(seq) // 2 :]
-    return event

@@ -15,15 +15,17 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from ..bounds import MAX_ATTACHMENTS, MAX_MIME_PARTS
 from ..message import (
     ATTACHED_MESSAGE_TYPES,
-    UNNAMED_ATTACHMENT,
     AttachmentInfo,
     MailEvent,
     PartRole,
+    attachment_info,
     body_text,
     decode_header_value,
     event_from_parts,
+    guarded_event,
     parse_headers,
     part_role,
 )
@@ -279,7 +281,9 @@ def parse_bodystructure(value: object) -> Structure:
     """
     structure = Structure()
     pending: list[tuple[object, str]] = [(value, "")]
-    while pending:
+    seen = 0
+    while pending and seen < MAX_MIME_PARTS:
+        seen += 1
         node, prefix = pending.pop()
         if not isinstance(node, list) or not node:
             continue
@@ -326,14 +330,14 @@ def _leaf(node: list[Any], section: str, out: Structure) -> None:
     filename = _param_value(disp_params, "filename") or _param_value(params, "name")
     role = part_role(ctype, disposition, filename)
     if role is PartRole.ATTACHMENT:
+        if len(out.attachments) >= MAX_ATTACHMENTS:
+            return
         if (cte := (encoding or "").lower()) not in _IDENTITY_ENCODINGS:
             out.estimated.append(
                 EstimatedSize(len(out.attachments), section, size, cte)
             )
         out.attachments.append(
-            AttachmentInfo(
-                filename or UNNAMED_ATTACHMENT, ctype, _decoded_size(size, encoding)
-            )
+            attachment_info(filename, ctype, _decoded_size(size, encoding))
         )
         return
     part = TextPart(section, subtype, params.get("charset") or None, encoding, size)
@@ -456,7 +460,8 @@ def build_event(
         "include_headers": include_headers,
         "internal_date": _iso(message.internal_date),
     }
-    try:
+
+    def build() -> MailEvent:
         part = message.structure.text
         text = _decode_part(message.text, part, as_text=True)
         return event_from_parts(
@@ -465,6 +470,5 @@ def build_event(
             attachments=list(message.structure.attachments),
             **common,
         )
-    except Exception:  # a broken message still yields an event
-        _LOGGER.exception("Could not parse message UID %s", message.uid)
-        return event_from_parts(parse_headers(b""), text="", attachments=[], **common)
+
+    return guarded_event(build, message.header, common)

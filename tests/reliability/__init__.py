@@ -1,0 +1,1 @@
+"""The reliability suite: hostile mail, hostile servers, crashes (issue 15)."""
