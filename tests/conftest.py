@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from custom_components.mail_relay.const import (
     CONF_VERIFY_SSL,
     DOMAIN,
 )
+from custom_components.mail_relay.mail.tls import create_ssl_context
 
 # Every test fails if Home Assistant logged a deprecated use by mail_relay.
 from tests.deprecations import (  # noqa: F401 (a fixture and a hook for pytest)
@@ -125,6 +128,12 @@ def trust_test_cert(
     """Trust the test certificate the way a user trusts a private CA."""
     monkeypatch.setenv("SSL_CERT_FILE", str(mail_cert.cert))
     return mail_cert.cert
+
+
+@pytest.fixture
+async def tls_context(trust_test_cert: Path) -> ssl.SSLContext:
+    """A verifying context that trusts the test certificate (like a private CA)."""
+    return await asyncio.to_thread(create_ssl_context)
 
 
 @pytest.fixture

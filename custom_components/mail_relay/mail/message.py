@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import contextlib
 import logging
 import quopri
 import re
@@ -147,16 +148,14 @@ def _decode_bytes(data: bytes, charset: str | None) -> str:
         try:
             codecs.lookup(candidate)
             return data.decode(candidate)
-        except LookupError:
-            continue
         except UnicodeDecodeError as err:
             # A partial fetch may cut the last character in two: drop it
             # rather than decode everything as Latin-1.
             if err.reason == "unexpected end of data" and err.start >= len(data) - 4:
-                try:
+                with contextlib.suppress(UnicodeDecodeError):
                     return data[: err.start].decode(candidate)
-                except UnicodeDecodeError:
-                    pass
+            continue
+        except (LookupError, ValueError):  # unknown, or a NUL in the name
             continue
     # Latin-1 never fails; a wrong guess beats losing the text.
     return data.decode("latin-1")
@@ -172,7 +171,7 @@ def decode_header_value(value: object, limit: int = MAX_HEADER_VALUE) -> str:
         return ""
     # Unfold first: the whitespace of a fold between an encoded word and plain
     # text is part of the text (RFC 2047, 6.2); decode_header would drop it.
-    raw = _unfold(cap(str(value), limit))
+    raw = _unfold(_cut_words(str(value), limit))
     try:
         parts = decode_header(raw)
     except (ValueError, binascii.Error, AssertionError):
@@ -184,6 +183,17 @@ def decode_header_value(value: object, limit: int = MAX_HEADER_VALUE) -> str:
         else:
             out.append(chunk)
     return "".join(out).strip()
+
+
+def _cut_words(value: str, limit: int) -> str:
+    """Cut to ``limit`` characters, dropping an encoded word cut in half."""
+    if len(value) <= limit:
+        return value
+    head = value[:limit]
+    start = head.rfind("=?")
+    if start >= 0 and head.count("?", start) < 4:  # =?charset?q?text?= unfinished
+        head = head[:start]
+    return head
 
 
 def _unfold(value: str) -> str:

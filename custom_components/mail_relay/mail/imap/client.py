@@ -26,7 +26,6 @@ from .parse import (
     MAX_TEXT_BYTES,
     FetchedMessage,
     _decode_part,
-    _fetched,
     _int,
     _iso,
     _last_text,
@@ -35,6 +34,7 @@ from .parse import (
     _section_data,
     _text,
     build_event,
+    fetched_message,
     parse_data,
     response_data,
     text_bytes_for,
@@ -236,7 +236,7 @@ class ImapClient(ImapConnection):
             for uid, item in raw.items():
                 if uid not in batch:
                     continue  # an unsolicited FETCH (flag change) of another message
-                message = _fetched(uid, item)
+                message = fetched_message(uid, item)
                 result[uid] = message
                 part = message.structure.text
                 if part is None or text_bytes <= 0:

@@ -363,7 +363,8 @@ class FetchedMessage:
     text: bytes | None = None
 
 
-def _fetched(uid: int, item: dict[str, Any]) -> FetchedMessage:
+def fetched_message(uid: int, item: dict[str, Any]) -> FetchedMessage:
+    """Collect one message's FETCH items; what is missing or broken stays empty."""
     flags = item.get("FLAGS")
     header = _section_data(item, "HEADER") or b""
     return FetchedMessage(
