@@ -19,7 +19,9 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.mail_relay.const import EVENT_NEW_MAIL
 from tests.mailserver import DovecotServer, MailUser, TestCertificate
+from tests.reliability.corpus import CORPUS
 
+from .looptime import measure_holds
 from .mailbox import (
     IdleFloor,
     deliver_timed,
@@ -304,6 +306,61 @@ async def bench_burst(
         log.close()
     sides["peer"]["name"] = PEER_NAME
     record("burst", result | sides)
+
+
+async def bench_loop_latency(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_cert: TestCertificate,
+    proxy: ProxyControl,
+    record: Any,
+) -> None:
+    """The longest any one callback holds the loop: a burst, then hostile mail.
+
+    Each side alone on its own mailbox (both share aioimaplib, so a callback
+    inside it belongs to whichever side is running): 200 messages in one LMTP
+    session, then every mail of the hostile corpus (tests/reliability).
+    """
+    result: dict[str, Any] = {"messages": BURST_MESSAGES, "hostile": sorted(CORPUS)}
+    token = secrets.token_hex(3)
+
+    async def run(side: str) -> dict[str, Any]:
+        user = dovecot.add_user()
+        entry, log = await _setup_side(side, hass, proxy, f"loop:{side}", dovecot, user)
+        await asyncio.sleep(2)
+        burst = [
+            tagged_message(f"loop {i:03d} {token}", user.address)
+            for i in range(BURST_MESSAGES)
+        ]
+        hostile = [CORPUS[name]() for name in sorted(CORPUS)]
+        out: dict[str, Any] = {}
+        for phase, messages in (("burst", burst), ("hostile", hostile)):
+            seen = len(log.events)
+            with measure_holds() as holds:
+                await hass.async_add_executor_job(
+                    deliver_timed, dovecot, user, messages
+                )
+                # Every message reported (Mail Relay), or 20 s (core imap
+                # reports one message per change), then quiet.
+                wanted = seen + len(messages)
+                await wait_until(lambda: len(log.events) >= wanted, timeout=20)  # noqa: B023
+                await wait_quiet(proxy, f"loop:{side}:imap", quiet=3, timeout=90)
+            out[phase] = {
+                "events": len(log.events) - seen,
+                "longest_hold_ms": round(holds.longest_ms, 1),
+                "longest_where": holds.longest_where,
+                "longest_own_hold_ms": round(holds.by_owner.get(side, 0.0), 1),
+                "holds_over_50_ms": holds.over_50_ms,
+                "callbacks": holds.callbacks,
+            }
+        log.close()
+        await hass.config_entries.async_unload(entry.entry_id)
+        return out
+
+    sides = await _each_side(result, run)
+    result.update(sides)
+    result.setdefault("peer", {})["name"] = PEER_NAME
+    record("loop_latency", result)
 
 
 async def bench_large_message(
