@@ -534,3 +534,35 @@ async def test_temporary_login_failure_does_not_ask_for_a_new_password(
         assert hass.config_entries.flow.async_progress_by_handler(DOMAIN) == []
         assert server.sessions == smtp_module.DEFAULT_ATTEMPTS
         await _unload(hass, entry)
+
+
+async def test_unconfirmed_notification_is_sent_once_and_said_so(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    """The reply to the message never comes: one copy, and the user is told why."""
+    async with ScriptedServer(
+        {
+            "EHLO": "250-scripted\r\n250 AUTH PLAIN LOGIN",
+            "AUTH": "235 2.7.0 Authentication successful",
+            "DATA": "354 go",
+            ".": "",
+        }
+    ) as server:
+        base = entry_factory(mail_user, smtp_security="none")
+        entry = MockConfigEntry(
+            domain=DOMAIN,
+            title=base.title,
+            data={**base.data, CONF_SMTP_PORT: server.port},
+            unique_id=base.unique_id,
+        )
+        await _setup(hass, entry)
+        sender = entry.runtime_data.sender
+        assert sender is not None
+        sender.timeout = 1.0
+        error = await _notify_fails(hass, entry)
+        assert error.translation_key == "send_unconfirmed"
+        assert "may have been delivered" in str(error)
+        assert len(server.messages) == 1
+        await _unload(hass, entry)
