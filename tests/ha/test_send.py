@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -303,21 +304,26 @@ async def test_send_mail_file_errors(
     big = allowed_dir / "big.bin"
     with big.open("wb") as handle:
         handle.truncate(MAX_ATTACHMENT_BYTES + 1)
+    # A FIFO nobody writes to: reading it would block an executor thread.
+    fifo = allowed_dir / "camera.jpg"
+    os.mkfifo(fifo)
     cases = {
         "path_not_allowed": {"attachments": [str(outside)]},
         "file_not_found": {"attachments": [str(allowed_dir / "missing.pdf")]},
         "attachments_too_large": {"attachments": [str(big)]},
+        "file_not_regular": {"images": [str(fifo)]},
     }
     for key, extra in cases.items():
-        error = await _send_mail_fails(
-            hass,
-            {
-                "config_entry_id": entry.entry_id,
-                "to": [f"{key}@example.org"],
-                "text": "x",
-                **extra,
-            },
-        )
+        async with asyncio.timeout(30):  # only to catch a hang
+            error = await _send_mail_fails(
+                hass,
+                {
+                    "config_entry_id": entry.entry_id,
+                    "to": [f"{key}@example.org"],
+                    "text": "x",
+                    **extra,
+                },
+            )
         assert error.translation_key == key
         assert error.translation_domain == DOMAIN
         assert smtp_server.received_by(f"{key}@example.org") == []
