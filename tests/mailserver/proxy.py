@@ -40,6 +40,7 @@ class FaultyProxy:
         self.port = 0
         self.connections = 0  # accepted so far
         self.dropped = 0  # bytes swallowed by BLACKHOLE
+        self.client_bytes = bytearray()  # everything the client sent
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Future[None]] = set()
@@ -104,6 +105,8 @@ class FaultyProxy:
         """Copy one direction until EOF, applying the mode to every chunk."""
         with contextlib.suppress(ConnectionError, OSError):
             while data := await reader.read(_CHUNK):
+                if upstream:
+                    self.client_bytes += data
                 if self.mode is Mode.BLACKHOLE:
                     self.dropped += len(data)
                     continue
