@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -883,3 +884,37 @@ async def test_append_to_sent_folder_found_by_special_use_or_name(
         assert uidnext == 2
     finally:
         await client.logout()
+
+
+async def test_a_search_answer_of_a_million_uids_moves_no_mark_past_real_mail(
+    dovecot: DovecotServer, tls_context: Any
+) -> None:
+    """Every UID SEARCH answer is replaced by UIDs 1 to 1,000,000.
+
+    Only UIDs the folder's UIDNEXT allows are fetched; mail that arrives later
+    is still reported.
+    """
+    user = dovecot.add_user()
+    bogus = b"* SEARCH " + b" ".join(b"%d" % n for n in range(1, 1_000_001)) + b"\r\n"
+
+    def hostile(data: bytes) -> bytes:
+        return re.sub(rb"\* SEARCH[^\r\n]*\r\n", lambda _m: bogus, data)
+
+    async with FaultyProxy(dovecot.host, dovecot.imap_port) as proxy:
+        proxy.rewrite = hostile
+        sink = Sink()
+        watcher = make_watcher(
+            settings_for(dovecot, user, "none", port=proxy.port),
+            sink,
+            tls_context,
+            idle_renew=0.5,
+        )
+        async with running(watcher):
+            await deliver(dovecot, user, make_message("one"), make_message("two"))
+            await sink.wait(lambda: len(sink.events) == 2, within=20)
+            assert watcher.state.last_uid == 2
+            await deliver(dovecot, user, make_message("three"))
+            await sink.wait(lambda: len(sink.events) == 3, within=20)
+    assert sink.subjects == ["one", "two", "three"]
+    assert [e.uid for e in sink.events] == ["1", "2", "3"]
+    assert watcher.state.last_uid == 3

@@ -7,6 +7,10 @@ neither side hears anything, nobody sends a FIN or a RST), or forwards the
 server's bytes one at a time every ``drip`` seconds (``DRIP``: a server that
 answers, but so slowly that each read stays within the client's timeout).
 
+``rewrite``, when set, changes what the server sends before it is forwarded
+(a hostile answer on top of a real server's session; small answers only: it
+sees one chunk at a time).
+
 The mode applies at once to the connections already open and to new ones;
 ``cut()`` closes every open connection (a link that comes back carries none
 of the old TCP connections).
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from enum import Enum
 
 
@@ -41,6 +46,7 @@ class FaultyProxy:
         self.connections = 0  # accepted so far
         self.dropped = 0  # bytes swallowed by BLACKHOLE
         self.client_bytes = bytearray()  # everything the client sent
+        self.rewrite: Callable[[bytes], bytes] | None = None
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Future[None]] = set()
@@ -107,6 +113,8 @@ class FaultyProxy:
             while data := await reader.read(_CHUNK):
                 if upstream:
                     self.client_bytes += data
+                elif self.rewrite is not None:
+                    data = self.rewrite(data)
                 if self.mode is Mode.BLACKHOLE:
                     self.dropped += len(data)
                     continue
