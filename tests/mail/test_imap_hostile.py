@@ -21,6 +21,7 @@ from custom_components.mail_relay.mail.imap.adapter import (
     MAX_LINE_BYTES,
 )
 from custom_components.mail_relay.mail.models import Security, ServerSettings
+from tests.mailserver import TestCertificate
 from tests.mailserver.imap_scripted import ScriptedImapServer, Writer
 
 MIB = 1024 * 1024
@@ -121,3 +122,31 @@ async def test_a_bye_greeting_is_a_connection_refusal() -> None:
             await client.connect()
         await client.logout()
     assert not isinstance(caught.value, ProtocolError)
+
+
+async def test_clear_text_after_the_starttls_reply_is_dropped(
+    mail_cert: TestCertificate,
+) -> None:
+    """A line started in clear text behind the OK must not join the first TLS line.
+
+    Joined, it would make the client believe the server refuses LOGIN.
+    """
+
+    async def starttls(tag: str, _line: str, out: Writer) -> None:
+        await out.write(f"{tag} OK begin TLS\r\n* CAPABILITY LOGINDISABLED X".encode())
+        await out.start_tls(mail_cert.server_context())
+
+    async with ScriptedImapServer(
+        capabilities="IMAP4rev1 STARTTLS",
+        answers={"STARTTLS": starttls},
+    ) as server:
+        settings = ServerSettings("127.0.0.1", server.port, Security.STARTTLS, "u", "p")
+        client = ImapClient(
+            settings, ssl_context=mail_cert.client_context(), timeout=5.0
+        )
+        try:
+            await client.connect()
+            assert "LOGINDISABLED" not in client.capabilities
+        finally:
+            await client.logout()
+    assert any(" LOGIN " in c for c in server.commands)

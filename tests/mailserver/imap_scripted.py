@@ -1,7 +1,7 @@
 """A scripted IMAP server: a real TCP listener for answers Dovecot never gives.
 
 It greets with ``greeting`` (anything: ``+OK``, garbage, BYE), accepts any
-LOGIN, opens any folder with the given UIDVALIDITY and UIDNEXT, and answers
+LOGIN, answers CAPABILITY with ``capabilities``, opens any folder with the given UIDVALIDITY and UIDNEXT, and answers
 each command by its verb from ``answers``: a coroutine that gets the tag, the
 whole command line and the writer, and writes whatever it likes (a literal
 announced at 2 GB and streamed, say). Verbs without an answer get ``OK``.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Awaitable, Callable
 
 Answer = Callable[[str, str, "Writer"], Awaitable[None]]
@@ -30,6 +31,10 @@ class Writer:
         await self._writer.drain()
         self._server.sent += len(data)
 
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        """Upgrade the connection (the server's side of STARTTLS)."""
+        await self._writer.start_tls(context)
+
 
 class ScriptedImapServer:
     """Speaks just enough IMAP to log in and select; the rest is scripted."""
@@ -37,12 +42,14 @@ class ScriptedImapServer:
     def __init__(
         self,
         *,
-        greeting: bytes = b"* OK [CAPABILITY IMAP4rev1 IDLE] scripted ready",
+        greeting: bytes = b"* OK scripted ready",
+        capabilities: str = "IMAP4rev1 IDLE",
         answers: dict[str, Answer] | None = None,
         uidvalidity: int = 7,
         uidnext: int = 6,
     ) -> None:
         self.greeting = greeting
+        self.capabilities = capabilities
         self.answers = answers or {}
         self.uidvalidity = uidvalidity
         self.uidnext = uidnext
@@ -96,7 +103,8 @@ class ScriptedImapServer:
 
     def _default(self, verb: str, tag: str) -> bytes:
         if verb == "CAPABILITY":
-            return f"* CAPABILITY IMAP4rev1 IDLE\r\n{tag} OK done\r\n".encode()
+            caps = self.capabilities
+            return f"* CAPABILITY {caps}\r\n{tag} OK done\r\n".encode()
         if verb in ("SELECT", "EXAMINE"):
             return (
                 f"* 0 EXISTS\r\n* OK [UIDVALIDITY {self.uidvalidity}] ok\r\n"

@@ -152,12 +152,17 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
                 )
             )
 
+    def drop_pending(self) -> None:
+        """Forget a line not ended yet (clear text after STARTTLS's OK)."""
+        self._held.clear()
+        self._held_bytes = 0
+        self.incomplete_line = b""
+
     def refuse(self, error: MailError) -> None:
         """Cut the connection; waiting commands get ``error``."""
         if self.refused is None:
             self.refused = error
-        self._held.clear()
-        self.incomplete_line = b""
+        self.drop_pending()
         self.current_command = None
         if self.transport is not None:
             self.transport.abort()
@@ -301,7 +306,7 @@ class ImapConnection:
             )
         loop = asyncio.get_running_loop()
         # Anything the server sent after its OK arrived in clear text: drop it.
-        proto.incomplete_line = b""
+        proto.drop_pending()
         transport = await loop.start_tls(
             proto.transport,
             proto,
