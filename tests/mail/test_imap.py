@@ -36,7 +36,7 @@ from custom_components.mail_relay.mail.imap import (
     quote,
     uid_set,
 )
-from custom_components.mail_relay.mail.imap.watcher import IDLE_RENEW
+from custom_components.mail_relay.mail.imap.watcher import DEFAULT_TIMEOUT, IDLE_RENEW
 from custom_components.mail_relay.mail.message import MailEvent, body_text
 from custom_components.mail_relay.mail.models import Security, ServerSettings
 from custom_components.mail_relay.mail.tls import create_ssl_context
@@ -544,7 +544,7 @@ def test_default_settings_find_a_dead_link_within_two_minutes() -> None:
         pass
 
     watcher = ImapWatcher(settings, account="a", state=None, on_message=ignore)
-    assert watcher.dead_link_bound == IDLE_RENEW + 30.0
+    assert watcher.dead_link_bound == IDLE_RENEW + DEFAULT_TIMEOUT
     assert watcher.dead_link_bound < 120
     cli = ImapWatcher(
         settings, account="a", state=None, on_message=ignore, timeout=CLI_TIMEOUT

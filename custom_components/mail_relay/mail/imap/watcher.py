@@ -28,6 +28,8 @@ from .syntax import _chunks
 
 _LOGGER = logging.getLogger(__name__)
 
+DEFAULT_TIMEOUT = 30.0  # seconds for each answer
+
 IDLE_RENEW = 60.0
 """Seconds in IDLE before DONE and a new IDLE: how a dead link is found.
 
@@ -99,7 +101,7 @@ class ImapWatcher:
         catchup_since: datetime | None = None,
         backoff_initial: float = 1.0,
         backoff_max: float = 300.0,
-        timeout: float = 30.0,
+        timeout: float = DEFAULT_TIMEOUT,
         trace: Trace | None = None,
     ) -> None:
         """Configure; nothing connects before ``connect_once()`` or ``run()``."""
