@@ -32,6 +32,7 @@ class ScriptedServer:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> ScriptedServer:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -43,6 +44,9 @@ class ScriptedServer:
         self._server.close()
         for writer in self._writers:  # kept connections too
             writer.close()
+        for task in list(self._tasks):  # sessions still waiting (``delay``)
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
 
     def _reply(self, verb: str) -> str:
@@ -56,6 +60,10 @@ class ScriptedServer:
     ) -> None:
         self.sessions += 1
         self._writers.append(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         with contextlib.suppress(ConnectionError):
             writer.write(b"220 scripted ESMTP\r\n")
             while (

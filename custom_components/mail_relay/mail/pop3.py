@@ -636,11 +636,14 @@ class Pop3Poller:
         self._opening = None
         future = loop.run_in_executor(None, self._open)
         try:
-            client = await asyncio.shield(future)
+            # Not shield(): it would log the error the woken thread ends with.
+            await asyncio.wait({future})
         except asyncio.CancelledError:
             future.add_done_callback(_close_unused)
             _shutdown(self._opening)
             raise
+        try:
+            client = future.result()
         except Exception as err:
             mapped = _mapped(err)
             if mapped is err:
