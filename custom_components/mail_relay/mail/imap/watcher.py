@@ -45,7 +45,7 @@ aioimaplib's socket, proves only that the peer's kernel is alive (a hung
 server passes it) and, with the usual 2-hour default, does nothing unless
 tuned. A renewal proves the IMAP server answers, and its traffic each minute
 also keeps NAT mappings alive (many drop idle TCP after 2 to 5 minutes). The
-cost: DONE, IDLE, a SEARCH and an unread count a minute, a few hundred bytes.
+cost: DONE, IDLE, a STATUS and an unread count a minute, a few hundred bytes.
 RFC 2177 only asks for a renewal at least every 29 minutes.
 """
 
