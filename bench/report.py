@@ -510,6 +510,17 @@ def targets(data: dict[str, Any]) -> list[str]:
             None if cpu is None or rss is None else cpu < 1 and rss < 150 * 1024,
         )
     )
+    detect = num("blackhole", "mail_relay", "detect_s")
+    copies = num("blackhole", "mail_relay", "copies")
+    rows.append(
+        (
+            "Dead link: noticed within 120 s with the defaults, its mail reported once",
+            "—"
+            if detect is None or copies is None
+            else f"{detect:g} s; copies: {copies:g}",
+            None if detect is None or copies is None else detect < 120 and copies == 1,
+        )
+    )
     lines = ["## Targets", "", "| target | this run | met |", "|---|---|---|"]
     for title, value, met in rows:
         verdict = "not measured" if met is None else ("yes" if met else "**no**")
