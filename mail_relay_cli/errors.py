@@ -13,6 +13,8 @@ Scripts may rely on the codes (also in the README):
 7     STARTTLS was asked for but the server does not offer it
 8     autodetection found no server for the address
 9     ``send``: the server refused the message or a recipient
+10    ``send``: the server did not confirm the message; it may have been
+      delivered, so it was not sent again
 130   interrupted (Ctrl-C) before ``watch`` was running
 ====  ==================================================================
 """
@@ -33,6 +35,7 @@ from custom_components.mail_relay.mail.errors import (
     SendError,
     StartTlsUnavailableError,
     TlsError,
+    UnconfirmedSendError,
 )
 from custom_components.mail_relay.mail.models import ServerSettings
 
@@ -50,6 +53,7 @@ class Exit(IntEnum):
     STARTTLS = 7
     NOT_FOUND = 8
     REFUSED = 9
+    UNCONFIRMED = 10
     INTERRUPTED = 130
 
 
@@ -135,6 +139,13 @@ _TABLE: tuple[_Row, ...] = (
         Exit.REFUSED,
         "message refused ({code} {reply})",
         "the server refused the message: {code} {reply}",
+    ),
+    _Row(
+        UnconfirmedSendError,
+        Exit.UNCONFIRMED,
+        "not confirmed, may have been delivered",
+        "{where} did not confirm the message ({detail}). It may have been"
+        " delivered, so it was not sent again; check before sending it again.",
     ),
     _Row(
         MessageError,

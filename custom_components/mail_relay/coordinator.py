@@ -343,19 +343,27 @@ class Pop3Coordinator(MailRelayCoordinator):
             await self._poll(self._poller, raise_errors=False)
 
     async def _poll(self, poller: Pop3Poller, *, raise_errors: bool) -> None:
-        """Poll once; on failure retry sooner with backoff and jitter."""
+        """Poll once; on failure retry sooner with backoff and jitter.
+
+        A poll cannot run for ever (the poller's session deadline), so a tick
+        that finds the previous poll still running only waits for the next;
+        any failure, ours included, shows as a lost connection and retries.
+        """
         if self._poll_lock.locked():
+            LOGGER.debug("%s: previous poll still running; skipped", self.account)
             return
         async with self._poll_lock:
             try:
                 result = await poller.poll_once(self._async_on_message)
-            except MailError as err:
+            except Exception as err:
                 self._save_state(poller)
+                if not isinstance(err, MailError):
+                    LOGGER.exception("%s: unexpected error while polling", self.account)
                 if raise_errors:
                     raise
                 self._poll_failures += 1
-                self._set_connected(False, str(err))
-                if needs_reauth(err):
+                self._set_connected(False, str(err) or type(err).__name__)
+                if isinstance(err, MailError) and needs_reauth(err):
                     self.entry.async_start_reauth(self.hass)
                     return
                 self._retry_cancel = async_call_later(

@@ -1,17 +1,28 @@
-"""Diagnostics: settings and live state, with credentials redacted."""
+"""Diagnostics: settings and live state, with credentials and addresses redacted."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.components.diagnostics import REDACTED, async_redact_data
 from homeassistant.const import CONF_PASSWORD
 from homeassistant.core import HomeAssistant
 
-from .const import CONF_EMAIL, CONF_INCOMING_USERNAME, CONF_SMTP_USERNAME
+from .const import (
+    CONF_EMAIL,
+    CONF_INCOMING_USERNAME,
+    CONF_RECIPIENTS,
+    CONF_SENDER_NAME,
+    CONF_SMTP_USERNAME,
+)
 from .data import MailRelayConfigEntry
 
 TO_REDACT = {CONF_PASSWORD, CONF_EMAIL, CONF_INCOMING_USERNAME, CONF_SMTP_USERNAME}
+# Options that name people: the default recipients and the sender's name.
+OPTIONS_TO_REDACT = {CONF_RECIPIENTS, CONF_SENDER_NAME}
+# An address inside free text (a server's error message, say).
+_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"'@]+@[^\s<>()\[\],;:\"'@]+")
 EVENT_TO_REDACT = {
     "account",
     "sender",
@@ -34,14 +45,18 @@ async def async_get_config_entry_diagnostics(
     state: dict[str, Any] = {
         "connected": coordinator.connected,
         "unread": coordinator.unread,
-        "last_error": coordinator.last_error,
+        "last_error": _without_addresses(coordinator.last_error),
         "folder": coordinator.folder,
         "last_event": async_redact_data(coordinator.last_event or {}, EVENT_TO_REDACT),
     }
     return {
         "entry": {
             "data": async_redact_data(dict(entry.data), TO_REDACT),
-            "options": dict(entry.options),
+            "options": async_redact_data(dict(entry.options), OPTIONS_TO_REDACT),
         },
         "state": state,
     }
+
+
+def _without_addresses(text: str | None) -> str | None:
+    return None if text is None else _ADDRESS.sub(REDACTED, text)

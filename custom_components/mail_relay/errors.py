@@ -28,6 +28,7 @@ from .mail.errors import (
     ProtocolError,
     SendError,
     StartTlsUnavailableError,
+    UnconfirmedSendError,
 )
 
 
@@ -112,6 +113,13 @@ TABLE: tuple[Row, ...] = (
         "cannot_connect",
         _NOT_READY,
         Outcome(HomeAssistantError, "send_refused"),
+        _ACTION_FAILED,
+    ),
+    Row(
+        UnconfirmedSendError,
+        "cannot_connect",
+        _NOT_READY,
+        Outcome(HomeAssistantError, "send_unconfirmed"),
         _ACTION_FAILED,
     ),
     Row(

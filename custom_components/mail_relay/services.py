@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -138,6 +140,26 @@ async def _async_save_sent_copy(
         )
 
 
+def _read_bounded(path: Path, limit: int) -> bytes | None:
+    """Read a regular file, at most ``limit`` bytes; None if it holds more.
+
+    Opened without blocking and checked on the open descriptor, so a FIFO or
+    a device is refused instead of holding an executor thread, and a file
+    that grows between the check and the read still cannot pass the limit
+    (its size is what is read, not what ``stat`` said).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _NotRegularFileError(str(path))
+        content = handle.read(limit + 1)
+    return None if len(content) > limit else content
+
+
+class _NotRegularFileError(OSError):
+    """A path that is no regular file (FIFO, device, socket)."""
+
+
 def _read_files(
     hass: HomeAssistant, attachments: Sequence[str], images: Sequence[str]
 ) -> tuple[list[OutgoingAttachment], list[OutgoingAttachment]]:
@@ -154,8 +176,8 @@ def _read_files(
             )
         path = Path(path_text)
         try:
-            size = path.stat().st_size
-            if total + size > MAX_ATTACHMENT_BYTES:
+            content = _read_bounded(path, MAX_ATTACHMENT_BYTES - total)
+            if content is None:
                 raise ServiceValidationError(
                     translation_domain=DOMAIN,
                     translation_key="attachments_too_large",
@@ -163,7 +185,12 @@ def _read_files(
                         "limit": str(MAX_ATTACHMENT_BYTES // (1024 * 1024))
                     },
                 )
-            content = path.read_bytes()
+        except _NotRegularFileError as err:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="file_not_regular",
+                translation_placeholders={"path": path_text},
+            ) from err
         except FileNotFoundError as err:
             raise ServiceValidationError(
                 translation_domain=DOMAIN,

@@ -26,6 +26,7 @@ CODES = {
     "MailTimeoutError": Exit.CONNECTION,
     "ConnectError": Exit.CONNECTION,
     "SendError": Exit.REFUSED,
+    "UnconfirmedSendError": Exit.UNCONFIRMED,
     "MessageError": Exit.USAGE,
     "ProtocolError": Exit.OTHER,
     "MessageNotFoundError": Exit.OTHER,

@@ -62,6 +62,8 @@ EXPECTED = [
      (HomeAssistantError, "smtp_connect_failed"), "action_failed"),
     ("SendError", "cannot_connect", (ConfigEntryNotReady, "cannot_connect"),
      (HomeAssistantError, "send_refused"), "action_failed"),
+    ("UnconfirmedSendError", "cannot_connect", (ConfigEntryNotReady, "cannot_connect"),
+     (HomeAssistantError, "send_unconfirmed"), "action_failed"),
     ("MessageError", "cannot_connect", (ConfigEntryNotReady, "cannot_connect"),
      (ServiceValidationError, "invalid_message"), "action_failed"),
     ("ProtocolError", "unknown", (ConfigEntryNotReady, "cannot_connect"),

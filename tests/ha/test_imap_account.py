@@ -17,7 +17,12 @@ from pytest_homeassistant_custom_component.common import (
     mock_restore_cache,
 )
 
-from custom_components.mail_relay.const import DOMAIN, EVENT_NEW_MAIL
+from custom_components.mail_relay.const import (
+    CONF_RECIPIENTS,
+    CONF_SENDER_NAME,
+    DOMAIN,
+    EVENT_NEW_MAIL,
+)
 from custom_components.mail_relay.diagnostics import async_get_config_entry_diagnostics
 from tests.ha.helpers import wait_for
 from tests.mailserver import DovecotServer, MailUser
@@ -287,11 +292,24 @@ async def test_diagnostics_redact_secrets(
     mail_user: MailUser,
     entry_factory: Callable[..., MockConfigEntry],
 ) -> None:
-    entry = entry_factory(mail_user)
+    entry = entry_factory(
+        mail_user,
+        options={
+            CONF_RECIPIENTS: ["alice@example.org", "bob@example.net"],
+            CONF_SENDER_NAME: "Maison Dupont",
+        },
+    )
     await setup(hass, entry)
+    coordinator = entry.runtime_data.coordinator
+    assert coordinator is not None
+    coordinator.last_error = "login of carol@example.com refused"
     diag = await async_get_config_entry_diagnostics(hass, entry)
     text = str(diag)
     assert mail_user.password not in text
     assert mail_user.address not in text
+    for name in ("alice@example.org", "bob@example.net", "Maison", "carol@"):
+        assert name not in text
+    assert diag["entry"]["options"][CONF_RECIPIENTS] == "**REDACTED**"
+    assert diag["state"]["last_error"] == "login of **REDACTED** refused"
     assert diag["state"]["connected"] is True
     assert await hass.config_entries.async_unload(entry.entry_id)

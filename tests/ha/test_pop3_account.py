@@ -21,14 +21,17 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.mail_relay.const import (
+    CONF_INCOMING_PORT,
     CONF_POLL_INTERVAL,
     CONF_RETENTION,
     DOMAIN,
     EVENT_NEW_MAIL,
 )
+from custom_components.mail_relay.mail import options as options_module
 from tests.ha.helpers import wait_for
 from tests.mailserver import DovecotServer, MailUser
 from tests.mailserver.dovecot import make_message
+from tests.mailserver.proxy import FaultyProxy, Mode
 
 pytestmark = pytest.mark.usefixtures("trust_test_cert")
 
@@ -211,4 +214,63 @@ async def test_attachment_sizes_are_the_same_over_imap_and_pop3(
     real = {name: len(content) for name, content in files.items()}
     assert sizes == {"imap": real, "pop3": real}
     for entry in (imap, pop3):
+        assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_slow_server_shows_as_lost_and_is_retried(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server dripping one byte every 0.5 s: the poll ends, the state says so.
+
+    The retry comes with the backoff, and the mail that waited arrives once.
+    """
+    monkeypatch.setattr(options_module, "POP3_SESSION_DEADLINE", 3.0)
+    async with FaultyProxy(dovecot.host, dovecot.pop3_port, drip=0.5) as proxy:
+        base = entry_factory(
+            mail_user,
+            protocol="pop3",
+            security="none",
+            smtp_security=None,
+            options={CONF_POLL_INTERVAL: 60},
+        )
+        entry = MockConfigEntry(
+            domain=DOMAIN,
+            title=base.title,
+            data={**base.data, CONF_INCOMING_PORT: proxy.port},
+            options=base.options,
+            unique_id=base.unique_id,
+        )
+        events = async_capture_events(hass, EVENT_NEW_MAIL)
+        entry.add_to_hass(hass)
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+        connection = er.async_get(hass).async_get_entity_id(
+            "binary_sensor", DOMAIN, f"{entry.entry_id}_connection"
+        )
+        assert hass.states.get(connection).state == "on"
+
+        await hass.async_add_executor_job(
+            dovecot.deliver, mail_user, make_message("during the slow spell")
+        )
+        proxy.set_mode(Mode.DRIP)
+        async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=60))
+        # After firing: that helper runs every timer due by then, a guard too.
+        async with asyncio.timeout(60):  # only to catch a hang
+            await hass.async_block_till_done(wait_background_tasks=True)
+        assert hass.states.get(connection).state == "off"
+        coordinator = entry.runtime_data.coordinator
+        assert coordinator is not None
+        assert "longer than 3 s" in (coordinator.last_error or "")
+        assert events == []
+
+        proxy.set_mode(Mode.PASS)
+        await poll(hass, 2)  # the backoff's first retry, not the next interval
+        await wait_for(hass, lambda: hass.states.get(connection).state == "on")
+        await poll(hass, 120)
+        assert [e.data["subject"] for e in events] == ["during the slow spell"]
+        assert coordinator.last_error is None
         assert await hass.config_entries.async_unload(entry.entry_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -303,21 +304,26 @@ async def test_send_mail_file_errors(
     big = allowed_dir / "big.bin"
     with big.open("wb") as handle:
         handle.truncate(MAX_ATTACHMENT_BYTES + 1)
+    # A FIFO nobody writes to: reading it would block an executor thread.
+    fifo = allowed_dir / "camera.jpg"
+    os.mkfifo(fifo)
     cases = {
         "path_not_allowed": {"attachments": [str(outside)]},
         "file_not_found": {"attachments": [str(allowed_dir / "missing.pdf")]},
         "attachments_too_large": {"attachments": [str(big)]},
+        "file_not_regular": {"images": [str(fifo)]},
     }
     for key, extra in cases.items():
-        error = await _send_mail_fails(
-            hass,
-            {
-                "config_entry_id": entry.entry_id,
-                "to": [f"{key}@example.org"],
-                "text": "x",
-                **extra,
-            },
-        )
+        async with asyncio.timeout(30):  # only to catch a hang
+            error = await _send_mail_fails(
+                hass,
+                {
+                    "config_entry_id": entry.entry_id,
+                    "to": [f"{key}@example.org"],
+                    "text": "x",
+                    **extra,
+                },
+            )
         assert error.translation_key == key
         assert error.translation_domain == DOMAIN
         assert smtp_server.received_by(f"{key}@example.org") == []
@@ -533,4 +539,36 @@ async def test_temporary_login_failure_does_not_ask_for_a_new_password(
         await hass.async_block_till_done()
         assert hass.config_entries.flow.async_progress_by_handler(DOMAIN) == []
         assert server.sessions == smtp_module.DEFAULT_ATTEMPTS
+        await _unload(hass, entry)
+
+
+async def test_unconfirmed_notification_is_sent_once_and_said_so(
+    hass: HomeAssistant,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    """The reply to the message never comes: one copy, and the user is told why."""
+    async with ScriptedServer(
+        {
+            "EHLO": "250-scripted\r\n250 AUTH PLAIN LOGIN",
+            "AUTH": "235 2.7.0 Authentication successful",
+            "DATA": "354 go",
+            ".": "",
+        }
+    ) as server:
+        base = entry_factory(mail_user, smtp_security="none")
+        entry = MockConfigEntry(
+            domain=DOMAIN,
+            title=base.title,
+            data={**base.data, CONF_SMTP_PORT: server.port},
+            unique_id=base.unique_id,
+        )
+        await _setup(hass, entry)
+        sender = entry.runtime_data.sender
+        assert sender is not None
+        sender.timeout = 1.0
+        error = await _notify_fails(hass, entry)
+        assert error.translation_key == "send_unconfirmed"
+        assert "may have been delivered" in str(error)
+        assert len(server.messages) == 1
         await _unload(hass, entry)

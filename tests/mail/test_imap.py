@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -36,8 +37,9 @@ from custom_components.mail_relay.mail.imap import (
 )
 from custom_components.mail_relay.mail.message import MailEvent, body_text
 from custom_components.mail_relay.mail.models import Security, ServerSettings
-from custom_components.mail_relay.mail.options import ImapWatchOptions
+from custom_components.mail_relay.mail.options import ImapWatchOptions, Timeouts
 from custom_components.mail_relay.mail.tls import create_ssl_context
+from mail_relay_cli.app import DEFAULT_TIMEOUT as CLI_TIMEOUT
 from tests.mail.options import with_options
 from tests.mail.wire import Wire
 from tests.mailserver import DovecotServer, MailUser
@@ -48,6 +50,7 @@ from tests.mailserver.dovecot import (
     non_ascii_message,
 )
 from tests.mailserver.ports import free_port
+from tests.mailserver.proxy import FaultyProxy, Mode
 
 # -- helpers -------------------------------------------------------------------
 
@@ -161,66 +164,6 @@ async def running(watcher: ImapWatcher) -> AsyncIterator[asyncio.Task[None]]:
 
 async def deliver(server: DovecotServer, user: MailUser, *messages: bytes) -> None:
     await asyncio.to_thread(server.deliver, user, list(messages))
-
-
-class TcpProxy:
-    """A loopback TCP relay that records what the client sent and can go silent."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.client_bytes = bytearray()
-        self.frozen: set[int] = set()
-        self._links: list[tuple[int, asyncio.StreamWriter, asyncio.StreamWriter]] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._server: asyncio.Server | None = None
-        self.port = 0
-
-    async def __aenter__(self) -> TcpProxy:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for _, a, b in self._links:
-            a.close()
-            b.close()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
-        await self._server.wait_closed()
-
-    def freeze_all(self) -> None:
-        """Existing connections stop passing data (a silently dead network)."""
-        self.frozen.update(link for link, _, _ in self._links)
-
-    async def _handle(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        link = len(self._links)
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self._links.append((link, writer, up_writer))
-
-        async def pipe(
-            src: asyncio.StreamReader, dst: asyncio.StreamWriter, record: bool
-        ) -> None:
-            with contextlib.suppress(OSError, ConnectionError):
-                while data := await src.read(65536):
-                    if record:
-                        self.client_bytes += data
-                    if link in self.frozen:
-                        continue
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(
-            pipe(reader, up_writer, True), pipe(up_reader, writer, False)
-        )
-        self._tasks.discard(task)
 
 
 # -- events ------------------------------------------------------------------------
@@ -552,22 +495,59 @@ async def test_reconnects_after_server_outage(
     assert [e.uid for e in sink.events] == ["1", "2", "3", "4"]
 
 
-async def test_dead_connection_detected_during_idle(
+async def test_dead_link_during_idle_is_found_and_nothing_is_lost(
     dovecot: DovecotServer, mail_user: MailUser, tls_context: Any
 ) -> None:
-    """A network that goes silent: DONE is not answered, the watcher reconnects."""
-    async with TcpProxy(dovecot.host, dovecot.imaps_port) as proxy:
+    """The network goes silent both ways (no FIN, no RST) while the watcher idles.
+
+    It is declared lost within ``dead_link_bound``; mail delivered meanwhile is
+    reported exactly once after the link is back.
+    """
+    async with FaultyProxy(dovecot.host, dovecot.imaps_port) as proxy:
         settings = settings_for(dovecot, mail_user, port=proxy.port)
         sink = Sink()
-        watcher = make_watcher(settings, sink, tls_context, idle_renew=0.3, timeout=1.0)
+        watcher = make_watcher(settings, sink, tls_context, idle_renew=0.5, timeout=1.0)
         async with running(watcher):
-            await sink.wait(lambda: watcher.status.connected)
-            proxy.freeze_all()
-            await sink.wait(lambda: not watcher.status.connected, within=4)
-            await sink.wait(lambda: watcher.status.connected, within=4)
-            await deliver(dovecot, mail_user, make_message("after the silence"))
-            await sink.wait(lambda: len(sink.events) == 1)
-    assert sink.subjects == ["after the silence"]
+            client = watcher._client
+            assert client is not None
+            await sink.wait(lambda: client.idle_rounds >= 1)
+            proxy.set_mode(Mode.BLACKHOLE)
+            lost_at = time.monotonic()
+            await sink.wait(lambda: not watcher.status.connected, within=10)
+            assert time.monotonic() - lost_at <= watcher.dead_link_bound + 1.0
+            await deliver(dovecot, mail_user, make_message("during the blackhole"))
+            await asyncio.sleep(1.5)  # reconnecting into the blackhole fails
+            assert sink.events == []
+            assert not watcher.status.connected
+            proxy.cut()  # the old connections died with the link
+            proxy.set_mode(Mode.PASS)
+            await sink.wait(lambda: len(sink.events) == 1, within=10)
+            renewed = watcher._client
+            assert renewed is not None
+            rounds = renewed.idle_rounds
+            await sink.wait(lambda: renewed.idle_rounds >= rounds + 3)
+    assert sink.subjects == ["during the blackhole"]
+    assert proxy.dropped > 0
+
+
+def test_default_settings_find_a_dead_link_within_two_minutes() -> None:
+    """As the integration and the CLI build it, the watcher notices in under 120 s."""
+    settings = ServerSettings("127.0.0.1", 993, Security.SSL, "u", "p")
+
+    async def ignore(_event: MailEvent) -> None:
+        pass
+
+    watcher = ImapWatcher(settings, account="a", state=None, on_message=ignore)
+    assert watcher.dead_link_bound == ImapWatchOptions().idle_renew + Timeouts().io
+    assert watcher.dead_link_bound < 120
+    cli = ImapWatcher(
+        settings,
+        account="a",
+        state=None,
+        on_message=ignore,
+        timeouts=Timeouts(io=CLI_TIMEOUT),
+    )
+    assert cli.dead_link_bound < 120
 
 
 # -- modes -------------------------------------------------------------------------
@@ -624,7 +604,7 @@ async def test_starttls_unavailable_fails_before_login(
 ) -> None:
     """No STARTTLS offered: fail closed, the password never leaves the machine."""
     user = dovecot_without_tls.add_user()
-    async with TcpProxy(
+    async with FaultyProxy(
         dovecot_without_tls.host, dovecot_without_tls.imap_port
     ) as proxy:
         settings = settings_for(dovecot_without_tls, user, "starttls", port=proxy.port)
@@ -902,3 +882,37 @@ async def test_append_to_sent_folder_found_by_special_use_or_name(
         assert uidnext == 2
     finally:
         await client.logout()
+
+
+async def test_a_search_answer_of_a_million_uids_moves_no_mark_past_real_mail(
+    dovecot: DovecotServer, tls_context: Any
+) -> None:
+    """Every UID SEARCH answer is replaced by UIDs 1 to 1,000,000.
+
+    Only UIDs the folder's UIDNEXT allows are fetched; mail that arrives later
+    is still reported.
+    """
+    user = dovecot.add_user()
+    bogus = b"* SEARCH " + b" ".join(b"%d" % n for n in range(1, 1_000_001)) + b"\r\n"
+
+    def hostile(data: bytes) -> bytes:
+        return re.sub(rb"\* SEARCH[^\r\n]*\r\n", lambda _m: bogus, data)
+
+    async with FaultyProxy(dovecot.host, dovecot.imap_port) as proxy:
+        proxy.rewrite = hostile
+        sink = Sink()
+        watcher = make_watcher(
+            settings_for(dovecot, user, "none", port=proxy.port),
+            sink,
+            tls_context,
+            idle_renew=0.5,
+        )
+        async with running(watcher):
+            await deliver(dovecot, user, make_message("one"), make_message("two"))
+            await sink.wait(lambda: len(sink.events) == 2, within=20)
+            assert watcher.state.last_uid == 2
+            await deliver(dovecot, user, make_message("three"))
+            await sink.wait(lambda: len(sink.events) == 3, within=20)
+    assert sink.subjects == ["one", "two", "three"]
+    assert [e.uid for e in sink.events] == ["1", "2", "3"]
+    assert watcher.state.last_uid == 3

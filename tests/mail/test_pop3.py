@@ -42,6 +42,7 @@ from tests.mailserver.dovecot import (
     non_ascii_message,
 )
 from tests.mailserver.ports import free_port
+from tests.mailserver.proxy import FaultyProxy, Mode
 
 DAY = 86400.0
 
@@ -545,3 +546,39 @@ async def test_large_maildrop_nothing_new(
     dovecot.deliver(mail_user, make_message("needle"))
     assert await poller.poll_once(seen) == PollResult(count=5001, new=1, deleted=0)
     assert seen.subjects == ["needle"]
+
+
+async def test_a_server_that_drips_cannot_hold_a_poll(
+    dovecot: DovecotServer, mail_user: MailUser, trust_test_cert: Path
+) -> None:
+    """One byte every 0.5 s keeps each read within the timeout: the session is cut.
+
+    The next poll, once the server answers normally, reports the mail once.
+    """
+    dovecot.deliver(mail_user, make_message("during the slow spell"))
+    async with FaultyProxy(dovecot.host, dovecot.pop3_port, drip=0.5) as proxy:
+        poller = Pop3Poller(
+            ServerSettings(
+                "127.0.0.1",
+                proxy.port,
+                Security.NONE,
+                mail_user.username,
+                mail_user.password,
+            ),
+            account=mail_user.address,
+            state=Pop3State(),
+            timeouts=Timeouts(io=2.0, session=3.0),
+        )
+        seen = Recorder()
+        proxy.set_mode(Mode.DRIP)
+        started = time.monotonic()
+        async with asyncio.timeout(60):  # only to catch a hang
+            with pytest.raises(MailTimeoutError, match="longer than 3 s"):
+                await poller.poll_once(seen)
+        assert time.monotonic() - started < 10
+        assert seen.events == []
+
+        proxy.set_mode(Mode.PASS)
+        await poller.poll_once(seen)
+        await poller.poll_once(seen)
+    assert seen.subjects == ["during the slow spell"]

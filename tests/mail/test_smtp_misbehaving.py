@@ -7,6 +7,7 @@ data smuggled behind it, a garbled reply and a server that hangs up on MAIL.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,7 +16,9 @@ from custom_components.mail_relay.mail.compose import OutgoingMail
 from custom_components.mail_relay.mail.errors import (
     AuthError,
     ConnectError,
+    MailTimeoutError,
     ProtocolError,
+    UnconfirmedSendError,
 )
 from custom_components.mail_relay.mail.models import Security, ServerSettings
 from custom_components.mail_relay.mail.smtp import SmtpSender
@@ -44,7 +47,8 @@ def sender_for(
         username=username,
         password="secret" if username else "",
     )
-    sender = SmtpSender(settings, timeout=5, backoff=0.01, **kwargs)  # type: ignore[arg-type]
+    options = {"timeout": 5.0, "backoff": 0.01, **kwargs}
+    sender = SmtpSender(settings, **options)  # type: ignore[arg-type]
     made.append(sender)
     return sender
 
@@ -153,3 +157,49 @@ async def test_credentials_for_a_server_without_auth(
         with pytest.raises(AuthError, match="does not offer AUTH"):
             await sender.send(MAIL)
     assert not any(c.startswith(("AUTH", "MAIL")) for c in server.commands)
+
+
+async def test_lost_reply_after_the_final_dot_is_never_resent(
+    senders: list[SmtpSender],
+) -> None:
+    """The server took the message and went silent: one copy, and a distinct error."""
+    async with ScriptedServer({"DATA": "354 go", ".": ""}) as server:
+        sender = sender_for(senders, server, timeout=1)
+        with pytest.raises(UnconfirmedSendError):
+            await sender.send(MAIL)
+    assert len(server.messages) == 1
+    assert server.sessions == 1
+
+
+async def test_hang_up_after_the_final_dot_is_never_resent(
+    senders: list[SmtpSender],
+) -> None:
+    """The connection closed instead of a reply to the message: not sent again."""
+    async with ScriptedServer({"DATA": "354 go", ".": HANG_UP}) as server:
+        with pytest.raises(UnconfirmedSendError):
+            await sender_for(senders, server).send(MAIL)
+    assert len(server.messages) == 1
+
+
+async def test_explicit_4xx_after_the_final_dot_is_resent(
+    senders: list[SmtpSender],
+) -> None:
+    """451 says the server did not take it: sending again is safe and delivers once."""
+    async with ScriptedServer(
+        {"DATA": "354 go", ".": ["451 4.3.0 try again later", "250 OK queued"]}
+    ) as server:
+        result = await sender_for(senders, server).send(MAIL)
+    assert result.accepted == ("you@example.org",)
+    assert len(server.messages) == 2  # the refused copy and the accepted one
+
+
+async def test_a_server_that_answers_slowly_cannot_hold_a_send(
+    senders: list[SmtpSender],
+) -> None:
+    """Each reply within the step timeout, but the whole send is bounded."""
+    async with ScriptedServer({"DATA": "354 go"}, delay=0.5) as server:
+        sender = sender_for(senders, server, deadline=1.0)
+        async with asyncio.timeout(30):  # only to catch a hang
+            with pytest.raises(MailTimeoutError):
+                await sender.send(MAIL)
+    assert server.messages == []

@@ -1,7 +1,8 @@
 """A scripted SMTP server: a real TCP listener answering commands from a table.
 
 For server behaviour aiosmtpd cannot produce: HELO-only servers, temporary AUTH
-failures, data smuggled behind a STARTTLS reply, garbled replies, hang-ups.
+failures, data smuggled behind a STARTTLS reply, garbled replies, hang-ups,
+replies that never come (an empty reply sends nothing) or come slowly.
 """
 
 from __future__ import annotations
@@ -15,17 +16,23 @@ HANG_UP = "<hang up>"
 class ScriptedServer:
     """Answers each command by its verb; a list is used up one reply at a time.
 
-    A reply ending in HANG_UP is sent, then the connection is closed.
+    A reply ending in HANG_UP is sent, then the connection is closed; an empty
+    reply sends nothing (the client waits); ``delay`` seconds pass before each
+    reply. The reply to the message itself is the script's ``"."``.
     """
 
-    def __init__(self, script: dict[str, str | list[str]]) -> None:
+    def __init__(
+        self, script: dict[str, str | list[str]], *, delay: float = 0.0
+    ) -> None:
         self.script = script
+        self.delay = delay
         self.commands: list[str] = []
         self.messages: list[str] = []
         self.sessions = 0
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> ScriptedServer:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -37,6 +44,9 @@ class ScriptedServer:
         self._server.close()
         for writer in self._writers:  # kept connections too
             writer.close()
+        for task in list(self._tasks):  # sessions still waiting (``delay``)
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
 
     def _reply(self, verb: str) -> str:
@@ -50,6 +60,10 @@ class ScriptedServer:
     ) -> None:
         self.sessions += 1
         self._writers.append(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         with contextlib.suppress(ConnectionError):
             writer.write(b"220 scripted ESMTP\r\n")
             while (
@@ -60,19 +74,26 @@ class ScriptedServer:
                 self.commands.append(line)
                 verb = line.split(" ", 1)[0].upper()
                 answer = self._reply(verb)
-                hang_up = answer.endswith(HANG_UP)
-                answer = answer.removesuffix(HANG_UP)
-                if answer:
-                    writer.write(answer.encode() + b"\r\n")
-                    await writer.drain()
-                if hang_up:
+                if not await self._answer(writer, answer):
                     break
                 if verb == "DATA" and answer.startswith("354"):
                     body = []
                     while (data := await reader.readline()) not in (b".\r\n", b""):
                         body.append(data.decode())
                     self.messages.append("".join(body))
-                    writer.write(self._reply(".").encode() + b"\r\n")
+                    if not await self._answer(writer, self._reply(".")):
+                        break
                 if verb == "QUIT":
                     break
         writer.close()
+
+    async def _answer(self, writer: asyncio.StreamWriter, answer: str) -> bool:
+        """Send one scripted reply; return False when the script hangs up."""
+        hang_up = answer.endswith(HANG_UP)
+        answer = answer.removesuffix(HANG_UP)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if answer:
+            writer.write(answer.encode() + b"\r\n")
+            await writer.drain()
+        return not hang_up

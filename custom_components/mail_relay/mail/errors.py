@@ -73,5 +73,13 @@ class SendError(MailError):
         self.permanent = permanent
 
 
+class UnconfirmedSendError(MailError):
+    """The whole message went out but the server's reply to it never came.
+
+    The server may have delivered it: sending again could deliver it twice,
+    so it is never retried, and the user is told it may have arrived.
+    """
+
+
 class MessageNotFoundError(ProtocolError):
     """No message with that UID in the folder (moved, deleted, or never there)."""

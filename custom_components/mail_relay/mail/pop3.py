@@ -17,6 +17,11 @@ One poll is one POP3 session:
 4. ``DELE`` what the retention choice says, for messages already reported;
 5. ``QUIT``, which is what commits deletions (RFC 1939's UPDATE state).
 
+Each session has an overall deadline (``Timeouts.session``): ``Timeouts.io``
+bounds one read, and a server that sends a byte just within it every time
+would otherwise hold the poll, and every later one, for ever. At the deadline
+the socket is shut down, which wakes the executor thread blocked on it.
+
 A session that fails anywhere before ``QUIT`` is closed without it, so the
 server rolls back every ``DELE`` of that session; messages not yet reported
 are not in the seen set and are reported by the next poll. Nothing is lost,
@@ -117,10 +122,16 @@ class _Client(poplib.POP3):
         host: str,
         port: int,
         trace: Trace | None,
+        on_socket: Callable[[socket.socket], None] = lambda _sock: None,
         **kwargs: Any,  # noqa: ANN401
     ) -> None:
-        """Connect and read the greeting; never leak the socket if that fails."""
+        """Connect and read the greeting; never leak the socket if that fails.
+
+        ``on_socket`` gets the socket as soon as it exists, so that the event
+        loop can shut it down while this thread still waits for the greeting.
+        """
         self.trace = trace  # before poplib reads the greeting
+        self.on_socket = on_socket
         try:
             super().__init__(host, port, **kwargs)
         except BaseException:
@@ -130,6 +141,11 @@ class _Client(poplib.POP3):
                     with contextlib.suppress(OSError):
                         obj.close()
             raise
+
+    def _create_socket(self, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._create_socket(timeout)  # type: ignore[misc]
+        self.on_socket(sock)
+        return sock
 
     def close(self) -> None:
         """Close; a socket already gone (failed TLS handshake) is not an error."""
@@ -361,6 +377,13 @@ def _mapped(err: Exception) -> Exception:
     return err if mapped is None else mapped
 
 
+def _shutdown(sock: socket.socket | None) -> None:
+    """Shut a socket down (a plain syscall, safe from the loop): its reader wakes."""
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
 def _close_unused(future: asyncio.Future[_Client]) -> None:
     """Close a session nobody waits for any more (its poll was cancelled)."""
     if not future.cancelled() and future.exception() is None:
@@ -403,7 +426,10 @@ class Pop3Poller:
         self._options = options or Pop3PollOptions()
         self._event = event or EventOptions()
         self._ssl_context = ssl_context
-        self._timeout = (timeouts or Timeouts()).io
+        timeouts = timeouts or Timeouts()
+        self._timeout = timeouts.io
+        self._session_deadline = timeouts.session
+        self._opening: socket.socket | None = None  # while a connect runs
         self._clock = clock
         self._trace = trace
         self._lock = asyncio.Lock()
@@ -431,12 +457,19 @@ class Pop3Poller:
         first; its exceptions end the poll uncommitted and are re-raised.
         """
         async with self._lock:
-            client = await self._connect()
             try:
-                return await self._session(client, on_message)
-            except BaseException:
-                await self._discard(client)
-                raise
+                async with asyncio.timeout(self._session_deadline):
+                    client = await self._connect()
+                    try:
+                        return await self._session(client, on_message)
+                    except BaseException:
+                        await self._discard(client)
+                        raise
+            except TimeoutError:
+                raise MailTimeoutError(
+                    "The POP3 session took longer than"
+                    f" {self._session_deadline:g} s; the server is too slow"
+                ) from None
 
     # -- the session ---------------------------------------------------
 
@@ -509,11 +542,14 @@ class Pop3Poller:
                 s.host,
                 s.port,
                 self._trace,
+                self._note_socket,
                 timeout=self._timeout,
                 context=self._context(),
             )
         else:
-            client = _Client(s.host, s.port, self._trace, timeout=self._timeout)
+            client = _Client(
+                s.host, s.port, self._trace, self._note_socket, timeout=self._timeout
+            )
         try:
             caps = client.capabilities()
             if s.security is Security.STARTTLS:
@@ -565,19 +601,28 @@ class Pop3Poller:
 
     # -- plumbing --------------------------------------------------------
 
+    def _note_socket(self, sock: socket.socket) -> None:
+        self._opening = sock
+
     async def _connect(self) -> _Client:
         """Open a logged-in session in the executor.
 
-        If the caller is cancelled meanwhile, the session the executor still
-        opens is closed as soon as it exists instead of lingering.
+        If the caller is cancelled meanwhile (the deadline, say), the socket
+        being opened is shut down, which ends the thread's blocking read, and
+        a session the executor still opens is closed instead of lingering.
         """
         loop = asyncio.get_running_loop()
+        self._opening = None
         future = loop.run_in_executor(None, self._open)
         try:
-            client = await asyncio.shield(future)
+            # Not shield(): it would log the error the woken thread ends with.
+            await asyncio.wait({future})
         except asyncio.CancelledError:
             future.add_done_callback(_close_unused)
+            _shutdown(self._opening)
             raise
+        try:
+            client = future.result()
         except Exception as err:
             mapped = _mapped(err)
             if mapped is err:
@@ -602,10 +647,7 @@ class Pop3Poller:
         The socket is shut down first (a plain syscall, safe from the loop), so
         a step still blocked in the executor wakes up instead of holding on.
         """
-        sock = client.sock
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        _shutdown(client.sock)
         loop = asyncio.get_running_loop()
         with contextlib.suppress(Exception):
             await loop.run_in_executor(None, client.close)

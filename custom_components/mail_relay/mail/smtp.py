@@ -6,6 +6,12 @@ snapshots), so this sender keeps one connection open for a few seconds after a
 message and sends the next ones over it. A connection found dead is replaced
 transparently; transient refusals are retried with backoff; nothing is reported
 as sent unless the server accepted it.
+
+A message is sent again only when it cannot have been delivered: after an
+explicit 4xx reply, or when the connection failed before the whole message
+went out. Once the final dot is written, a lost or missing reply is
+``UnconfirmedSendError`` and never retried: the server may have taken it,
+and a second copy is worse than a warning.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from .errors import (
     SendError,
     StartTlsUnavailableError,
     TlsError,
+    UnconfirmedSendError,
 )
 from .models import Security, ServerSettings
 from .tls import create_ssl_context
@@ -41,6 +48,10 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_ATTEMPTS = 3
 DEFAULT_BACKOFF = 1.0
 QUIT_TIMEOUT = 2.0
+# The most one send may take, retries included: room for a 20 MB attachment
+# over a 1 Mbit/s uplink (about 170 s) and a retry, while a server that drips
+# its replies, each within ``timeout``, cannot hold a notification for ever.
+DEFAULT_DEADLINE = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +109,39 @@ class _Wire:
         protocol.data_received = traced_received  # type: ignore[method-assign]
 
 
+class _Delivery:
+    """Notes whether this connection wrote a whole message (the final dot).
+
+    aiosmtplib writes ``DATA`` and, after the 354, the message in one write;
+    the public ``write`` of the connection's protocol object is wrapped to see it.
+    """
+
+    def __init__(self, client: aiosmtplib.SMTP) -> None:
+        self.data_sent = False
+        self.message_sent = False
+        protocol = client.protocol
+        assert protocol is not None
+        write = protocol.write
+
+        def noted_write(data: bytes) -> None:
+            if self.data_sent:
+                self.message_sent = True
+            elif data == b"DATA\r\n":
+                self.data_sent = True
+            write(data)
+
+        protocol.write = noted_write  # type: ignore[method-assign]
+
+    def reset(self) -> None:
+        self.data_sent = self.message_sent = False
+
+
+def _unconfirmed() -> UnconfirmedSendError:
+    return UnconfirmedSendError(
+        "the server did not confirm the message; it may have been delivered"
+    )
+
+
 def _tls_cause(err: BaseException) -> ssl.SSLError | None:
     """Find the TLS error aiosmtplib wrapped, if any."""
     seen: set[int] = set()
@@ -153,13 +197,18 @@ class SmtpSender:
         timeout: float = DEFAULT_TIMEOUT,
         attempts: int = DEFAULT_ATTEMPTS,
         backoff: float = DEFAULT_BACKOFF,
+        deadline: float = DEFAULT_DEADLINE,
         local_hostname: str | None = None,
         trace: Trace | None = None,
     ) -> None:
-        """Nothing connects until the first message; ``trace``: see ``trace``."""
+        """Nothing connects until the first message; ``trace``: see ``trace``.
+
+        ``timeout`` bounds each step, ``deadline`` a whole send with its retries.
+        """
         self.settings = settings
         self.idle_timeout = idle_timeout
         self.timeout = timeout
+        self.deadline = deadline
         self.attempts = max(1, attempts)
         self.backoff = backoff
         # getfqdn() can block on DNS; a fixed name keeps EHLO off the resolver.
@@ -169,6 +218,7 @@ class SmtpSender:
         self._client: aiosmtplib.SMTP | None = None
         self._ssl_context: ssl.SSLContext | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
+        self._delivery: _Delivery | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self.connections_opened = 0  # for diagnostics and tests
 
@@ -193,7 +243,16 @@ class SmtpSender:
         async with self._lock:
             self._cancel_idle_timer()
             try:
-                return await self._send_with_retries(composed, data)
+                async with asyncio.timeout(self.deadline):
+                    return await self._send_with_retries(composed, data)
+            except TimeoutError:
+                delivery = self._delivery
+                await self._disconnect(polite=False)
+                if delivery is not None and delivery.message_sent:
+                    raise _unconfirmed() from None
+                raise MailTimeoutError(
+                    f"the send took longer than {self.deadline:g} s"
+                ) from None
             finally:
                 self._arm_idle_timer()
 
@@ -248,6 +307,9 @@ class SmtpSender:
 
     async def _send_once(self, composed: ComposedMail, data: bytes) -> SendResult:
         client = await self._ensure_connected()
+        delivery = self._delivery
+        assert delivery is not None
+        delivery.reset()
         try:
             refused, reply = await client.sendmail(
                 composed.sender, list(composed.recipients), data
@@ -274,8 +336,14 @@ class SmtpSender:
                 raise error from err
             raise _Transient(error) from err
         except (aiosmtplib.SMTPServerDisconnected, ConnectionError, OSError) as err:
+            if delivery.message_sent:
+                await self._disconnect(polite=False)
+                raise _unconfirmed() from err
             raise _Transient(ConnectError(f"connection lost: {err}")) from err
         except TimeoutError as err:
+            if delivery.message_sent:
+                await self._disconnect(polite=False)
+                raise _unconfirmed() from err
             raise _Transient(MailTimeoutError("the server did not answer")) from err
         accepted = tuple(r for r in composed.recipients if r not in refused)
         return SendResult(
@@ -296,6 +364,7 @@ class SmtpSender:
                 raise _Transient(err) from err
             raise
         self._client = client
+        self._delivery = _Delivery(client)
         return client
 
     async def _open(self) -> aiosmtplib.SMTP:

@@ -5,15 +5,18 @@ Every use of aioimaplib in the mail core is here: its protocol object
 ``Command`` and ``FetchCommand`` objects, its states and exceptions, and the
 attributes of the protocol the connection drives (``pending_sync_command``,
 ``pending_async_commands``, ``idle_queue``, ``incomplete_line``,
-``transport``, ``state``, ``capabilities``, ``literal_data``...). Two of them
-are private: the protocol's ``_untagged_response`` and a command's ``_event``
-and ``_exception``.
+``transport``, ``state``, ``capabilities``, ``literal_data``,
+``current_command``...). Some are private: the protocol's
+``_untagged_response`` and ``_handle_line``, and a command's ``_event``,
+``_exception``, ``_expected_size`` and ``_resp_literal_data``.
 
 aioimaplib is only the base; the parts that matter for a watcher that must
 never hang or lose mail are ours: STARTTLS (aioimaplib has none), LOGIN
 without the password ever entering a log or an exception text, timeouts on
-every wait, and pending commands failed at once when the connection drops
-(aioimaplib would leave them waiting forever after a BYE). ``ImapConnection``
+every wait, pending commands failed at once when the connection drops
+(aioimaplib would leave them waiting forever after a BYE), bounds on what a
+server may make us hold (``MAX_ANSWER_BYTES``, ``MAX_LINE_BYTES``), and a
+greeting that is not IMAP refused at once. ``ImapConnection``
 is the connection half of ``ImapClient``; the client adds the commands.
 """
 
@@ -59,6 +62,22 @@ SELECTED = aioimaplib.SELECTED
 _NEW_MAIL = re.compile(rb"\*?\s*\d+\s+(EXISTS|RECENT)\b", re.IGNORECASE)
 _CHANGE = re.compile(rb"\*?\s*(\d+\s+(EXISTS|RECENT|EXPUNGE|FETCH)\b|VANISHED\b)", re.I)
 _BYE = re.compile(rb"\*?\s*BYE\b", re.IGNORECASE)
+_GREETING = re.compile(rb"\*\s+(OK|PREAUTH)\b", re.IGNORECASE)
+_GREETING_BYE = re.compile(rb"\*\s+BYE\b", re.IGNORECASE)
+_CRLF = b"\r\n"
+_MIB = 1024 * 1024
+
+# The most one command's answer may bring, literals included, and the most a
+# server may send unasked between two commands (in IDLE, say). A FETCH batch
+# of 100 messages (headers, structure and the first text bytes) is a few MB,
+# the ``fetch`` action's text 1 MB a part: 64 MB leaves room for unusual mail,
+# and a server announcing a 2 GB literal is cut before a byte of it is held.
+MAX_ANSWER_BYTES = 64 * _MIB
+# The longest line we wait for the end of (literals aside): a SEARCH answer
+# of two million UIDs, where a server without ESEARCH counts unread mail.
+# Pieces of a line are kept here and joined once: aioimaplib re-joins the
+# pending line with every packet, quadratic on an endless line.
+MAX_LINE_BYTES = 16 * _MIB
 
 
 class _ConnectionLostError(Exception):
@@ -79,16 +98,93 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         # Set when the server announced new mail outside IDLE (aioimaplib drops
         # such untagged answers); the watcher searches again before idling.
         self.new_mail_hint = False
+        # Why we cut the connection (an answer too large, not IMAP), raised
+        # to every waiting command instead of "connection lost".
+        self.refused: MailError | None = None
+        self._answer_bytes = 0  # received since the last command line
+        self._greeted = False  # the first line was checked
+        self._held: list[bytes] = []  # pieces of a line not ended yet
+        self._held_bytes = 0
 
     def data_received(self, d: bytes) -> None:
+        if self.refused is not None:
+            return
         if self.trace is not None:
             self.trace("imap", RECV, d)
+        self._answer_bytes += len(d)
+        if self._answer_bytes > MAX_ANSWER_BYTES:
+            self.refuse(
+                ProtocolError(
+                    "the server sent more than the"
+                    f" {MAX_ANSWER_BYTES // _MIB} MB an answer may bring"
+                )
+            )
+            return
+        command: Command = self.current_command
+        if (command is None or not command.wait_literal_data()) and b"\n" not in d:
+            self._held.append(d)
+            self._held_bytes += len(d)
+            if self._held_bytes + len(self.incomplete_line) > MAX_LINE_BYTES:
+                self.refuse(
+                    ProtocolError(
+                        f"the server sent a line over {MAX_LINE_BYTES // _MIB} MB"
+                    )
+                )
+            return
+        if self._held:
+            d = b"".join([*self._held, d])
+            self._held.clear()
+            self._held_bytes = 0
         super().data_received(d)
+        self._check_literal()
+
+    def _check_literal(self) -> None:
+        """Refuse a literal announced beyond what is left of the answer's budget."""
+        command: Command = self.current_command
+        if command is None or not command.wait_literal_data():
+            return
+        missing = command._expected_size - len(command._resp_literal_data)
+        if self._answer_bytes + missing > MAX_ANSWER_BYTES:
+            self.refuse(
+                ProtocolError(
+                    f"the server announced {command._expected_size} bytes, over"
+                    f" the {MAX_ANSWER_BYTES // _MIB} MB an answer may bring"
+                )
+            )
+
+    def drop_pending(self) -> None:
+        """Forget a line not ended yet (clear text after STARTTLS's OK)."""
+        self._held.clear()
+        self._held_bytes = 0
+        self.incomplete_line = b""
+
+    def refuse(self, error: MailError) -> None:
+        """Cut the connection; waiting commands get ``error``."""
+        if self.refused is None:
+            self.refused = error
+        self.drop_pending()
+        self.current_command = None
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _handle_line(self, line: bytes, current_cmd: Any) -> Any:  # noqa: ANN401
+        if self.state == aioimaplib.CONNECTED and line and not self._greeted:
+            # aioimaplib takes any line with "OK" in it for a greeting and
+            # leaves a failed task behind for the rest: check it here.
+            self._greeted = True
+            if _GREETING_BYE.match(line):
+                self.refuse(ConnectError(f"the server refused: {_text(line)[:200]}"))
+                return None
+            if not _GREETING.match(line):
+                self.refuse(ProtocolError(f"not an IMAP server: {_text(line)[:80]}"))
+                return None
+        return super()._handle_line(line, current_cmd)
 
     def send(self, line: str, scrub: str | None = None) -> None:
         """Send a command line (never one with credentials: see ``_login``)."""
         if self.trace is not None:
             self.trace("imap", SEND, line.encode() + b"\r\n")
+        self._answer_bytes = 0
         super().send(line, scrub)
 
     def _untagged_response(self, line: bytes) -> Any:  # noqa: ANN401
@@ -192,6 +288,8 @@ class ImapConnection:
             lost.cancel()
         if waiter in done:
             return
+        if proto.refused is not None:
+            raise proto.refused
         if lost in done:
             raise ConnectError("the server closed the connection before its greeting")
         raise MailTimeoutError("no greeting from the server")
@@ -208,7 +306,7 @@ class ImapConnection:
             )
         loop = asyncio.get_running_loop()
         # Anything the server sent after its OK arrived in clear text: drop it.
-        proto.incomplete_line = b""
+        proto.drop_pending()
         transport = await loop.start_tls(
             proto.transport,
             proto,
@@ -274,7 +372,9 @@ class ImapConnection:
             self._broken = True
             self._lost.set()
         _LOGGER.debug("Connection to %s lost: %s", self.settings.host, exc)
-        error = _ConnectionLostError(str(exc) if exc else "connection closed")
+        error: Exception = proto.refused or _ConnectionLostError(
+            str(exc) if exc else "connection closed"
+        )
         pending = [proto.pending_sync_command, *proto.pending_async_commands.values()]
         for command in pending:
             if command is not None and not command._event.is_set():
@@ -450,6 +550,8 @@ class ImapConnection:
                 if not isinstance(line, bytes):
                     continue
                 if _BYE.match(line):
+                    if proto.refused is not None:
+                        raise proto.refused
                     raise ConnectError(f"server said {_text(line)}")
                 if _CHANGE.match(line):
                     changed = True

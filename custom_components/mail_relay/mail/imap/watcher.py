@@ -22,7 +22,7 @@ from ..message import MailEvent
 from ..models import ServerSettings
 from ..options import EventOptions, ImapWatchOptions, Timeouts
 from ..trace import Trace
-from .client import BATCH_SIZE, ImapClient
+from .client import BATCH_SIZE, SEARCH_WINDOW, ImapClient
 from .parse import FetchedMessage, build_event, text_bytes_for
 from .syntax import _chunks
 
@@ -107,6 +107,15 @@ class ImapWatcher:
         )
         self._trace = trace
         self._client: ImapClient | None = None
+
+    @property
+    def dead_link_bound(self) -> float:
+        """The longest a silently dead link can go unnoticed in IDLE, in seconds.
+
+        A renewal's DONE is sent at most ``idle_renew`` after the link died and
+        is declared unanswered ``io`` seconds later (see ``ImapWatchOptions``).
+        """
+        return self._options.idle_renew + self._timeouts.io
 
     # -- status ---------------------------------------------------------------
 
@@ -248,12 +257,30 @@ class ImapWatcher:
             await self.sync(client)
 
     async def sync(self, client: ImapClient) -> None:
-        """Report every message above the mark, then refresh the unread count."""
+        """Report every message above the mark, then refresh the unread count.
+
+        The folder's UIDNEXT, asked first, bounds the search: each round
+        covers at most ``SEARCH_WINDOW`` UIDs below it, and the mark moves to
+        the end of the round (no UID there can appear later: new mail gets
+        UIDNEXT or above). Without UIDNEXT, rounds go on while they are full.
+        """
         while True:
             client.take_new_mail_hint()
-            uids = await client.search_since(self.state.last_uid)
-            for batch in _chunks(uids, BATCH_SIZE):
-                await self._deliver(client, batch)
+            uidnext = await client.uidnext(self.folder)
+            while True:
+                mark = self.state.last_uid
+                uids = await client.search_since(mark, uidnext)
+                for batch in _chunks(uids, BATCH_SIZE):
+                    await self._deliver(client, batch)
+                if uidnext is None:
+                    if len(uids) < SEARCH_WINDOW:
+                        break
+                    continue
+                end = min(uidnext - 1, mark + SEARCH_WINDOW)
+                if self.state.last_uid < end:
+                    self._advance(FolderState(self.state.uidvalidity, end))
+                if end >= uidnext - 1:
+                    break
             unread = await client.unread_count()
             self._set_status(unread=unread)
             self._catchup_since = None
