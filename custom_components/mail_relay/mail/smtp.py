@@ -17,6 +17,7 @@ and a second copy is worse than a warning.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from dataclasses import dataclass, field
@@ -467,7 +468,23 @@ class SmtpSender:
 
     @staticmethod
     async def _quit(client: aiosmtplib.SMTP) -> None:
-        """Say QUIT briefly; a server that does not answer is simply dropped."""
+        """Say QUIT briefly; a server that does not answer is simply dropped.
+
+        Then wait (as briefly) until the connection is really gone: a TLS
+        connection still exchanges its closing alerts after ``close()``, and
+        a caller that goes on (Home Assistant unloading the entry) must not
+        leave that half-closed connection behind.
+        """
+        protocol = client.protocol if client.is_connected else None
+        gone = asyncio.Event()
+        if protocol is not None:
+            lost = protocol.connection_lost
+
+            def noted_lost(exc: Exception | None) -> None:
+                gone.set()
+                lost(exc)
+
+            protocol.connection_lost = noted_lost  # type: ignore[method-assign]
         try:
             if client.is_connected:
                 await client.quit(timeout=QUIT_TIMEOUT)
@@ -475,3 +492,6 @@ class SmtpSender:
             pass
         finally:
             client.close()
+        if protocol is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gone.wait(), QUIT_TIMEOUT)
