@@ -711,7 +711,9 @@ async def test_starttls_unavailable_fails_before_login(
     await asyncio.sleep(0.2)
     log = (dovecot_without_tls.directory / "dovecot.log").read_text()
     assert user.address not in log
-    assert "no auth attempts" in log
+    assert any(
+        dovecot_without_tls.dropped_without_credentials(x) for x in log.splitlines()
+    )
 
 
 async def test_wrong_password(
