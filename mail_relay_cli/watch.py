@@ -81,13 +81,7 @@ class ImapRunner(Runner):
         self.watcher: ImapWatcher | None = None
 
     def _saved(self) -> FolderState | None:
-        saved = self._state.accounts.get(self._key)
-        if not isinstance(saved, dict):
-            return None
-        try:
-            return FolderState(saved["uidvalidity"], int(saved["last_uid"]))
-        except (KeyError, TypeError, ValueError):
-            return None
+        return FolderState.from_saved(self._state.accounts.get(self._key))
 
     async def _on_message(self, event: MailEvent) -> None:
         # The previous message's mark reaches the disk before this line is

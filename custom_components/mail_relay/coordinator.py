@@ -234,7 +234,7 @@ class ImapCoordinator(MailRelayCoordinator):
         saved = self._stored.get("imap")
         if not saved or saved.get("folder") != self.folder:
             return None  # another folder's mark says nothing about this one
-        return FolderState(uidvalidity=saved["uidvalidity"], last_uid=saved["last_uid"])
+        return FolderState.from_saved(saved)
 
     async def _async_start(self) -> None:
         watcher = self._watcher = ImapWatcher(

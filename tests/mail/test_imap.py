@@ -219,7 +219,8 @@ async def test_one_message_one_event(
     assert attachment["size"] == 3009  # decoded, from BINARY.SIZE
     assert "headers" not in event
     assert watcher.state.last_uid == 2
-    assert sink.states[-1] == FolderState(watcher.state.uidvalidity, 2)
+    last = sink.states[-1]
+    assert (last.uidvalidity, last.last_uid) == (watcher.state.uidvalidity, 2)
     assert any(s.connected and s.idle for s in sink.statuses)
 
 
@@ -465,6 +466,93 @@ async def test_uidvalidity_change_fires_nothing_old(
     assert mail_user.password not in caplog.text
 
 
+def _recreate_folder(
+    server: DovecotServer,
+    user: MailUser,
+    folder: str,
+    messages: list[tuple[bytes, float]],
+) -> None:
+    """Delete and recreate ``folder`` (a new UIDVALIDITY), then APPEND messages.
+
+    Each message comes with its arrival time (epoch seconds), as a restore
+    from a backup or a server migration keeps them. Python's own imaplib: a
+    second, independent client.
+    """
+    import imaplib
+
+    with imaplib.IMAP4(server.host, server.imap_port) as imap:
+        imap.login(user.username, user.password)
+        imap.delete(quote(folder))
+        imap.create(quote(folder))
+        for message, arrived in messages:
+            imap.append(quote(folder), None, arrived, message)
+        imap.logout()
+
+
+async def test_recreated_folder_reports_what_arrived_after_the_last_event(
+    dovecot: DovecotServer, mail_user: MailUser, tls_context: Any
+) -> None:
+    """The folder is deleted and recreated while we are away (a new UIDVALIDITY).
+
+    Mail that arrived after the last reported one is reported once; the mail
+    already reported (same Message-ID) and older mail are not.
+    """
+    folder = "Alarmes"
+    settings = settings_for(dovecot, mail_user)
+    client = ImapClient(settings, ssl_context=tls_context)
+    await client.connect()
+    await client.create_folder(folder)
+    await client.logout()
+    first = Sink()
+    watcher = make_watcher(settings, first, tls_context, folder=folder)
+    reported = make_message("reported before", to=mail_user.address)
+    async with running(watcher):
+        client = ImapClient(settings, ssl_context=tls_context)
+        await client.connect()
+        await client.append(folder, reported)
+        await client.logout()
+        await first.wait(lambda: len(first.events) == 1)
+    saved = first.states[-1]
+    assert saved.last_arrival is not None
+    assert saved.recent_ids == [first.events[0].message_id]
+
+    now = time.time()
+    await asyncio.to_thread(
+        _recreate_folder,
+        dovecot,
+        mail_user,
+        folder,
+        [
+            (make_message("older, never reported", to=mail_user.address), now - 7200),
+            (reported, now),  # restored: its old UID is gone, its Message-ID is not
+            (make_message("arrived while away 1", to=mail_user.address), now + 1),
+            (make_message("arrived while away 2", to=mail_user.address), now + 2),
+        ],
+    )
+    second = Sink()
+    watcher = make_watcher(settings, second, tls_context, folder=folder, state=saved)
+    async with running(watcher):
+        await second.wait(lambda: len(second.events) == 2)
+        assert watcher.state.uidvalidity != saved.uidvalidity
+        assert watcher.state.last_uid == 4
+        await deliver_to_folder(settings, tls_context, folder, b"new after")
+        await second.wait(lambda: len(second.events) == 3)
+    assert second.subjects == [
+        "arrived while away 1",
+        "arrived while away 2",
+        "new after",
+    ]
+
+
+async def deliver_to_folder(
+    settings: ServerSettings, context: Any, folder: str, subject: bytes
+) -> None:
+    client = ImapClient(settings, ssl_context=context)
+    await client.connect()
+    await client.append(folder, make_message(subject.decode()))
+    await client.logout()
+
+
 async def test_reconnects_after_server_outage(
     own_dovecot: DovecotServer, trust_test_cert: Any
 ) -> None:
@@ -623,7 +711,9 @@ async def test_starttls_unavailable_fails_before_login(
     await asyncio.sleep(0.2)
     log = (dovecot_without_tls.directory / "dovecot.log").read_text()
     assert user.address not in log
-    assert "no auth attempts" in log
+    assert any(
+        dovecot_without_tls.dropped_without_credentials(x) for x in log.splitlines()
+    )
 
 
 async def test_wrong_password(

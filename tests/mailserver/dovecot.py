@@ -229,6 +229,17 @@ class DovecotServer:
         """Return the log text of a ``protocol`` connection closed before login."""
         return self._syntax.login_dropped.format(protocol=protocol)
 
+    @staticmethod
+    def dropped_without_credentials(line: str) -> bool:
+        """Whether a login-dropped log line says no credentials were sent.
+
+        "no auth attempts" as a rule; Dovecot 2.4 says "disconnected before
+        auth was ready" when the client left before its auth process answered.
+        """
+        return "user=<>" in line and (
+            "no auth attempts" in line or "before auth was ready" in line
+        )
+
     def _render_config(self) -> str:
         me = pwd.getpwuid(os.getuid())
         group = grp.getgrgid(self._mail_gid).gr_name

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import re
 from dataclasses import replace
+from datetime import date
 from typing import Any
 
 from ..errors import MessageNotFoundError, ProtocolError
@@ -39,7 +40,7 @@ from .parse import (
     response_data,
     text_bytes_for,
 )
-from .syntax import _chunks, decode_mailbox, mailbox_arg, uid_set
+from .syntax import _chunks, decode_mailbox, imap_date, mailbox_arg, uid_set
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -199,6 +200,18 @@ class ImapClient(ImapConnection):
             if uid >= first and (last is None or uid <= last)
         )
         return uids[:SEARCH_WINDOW]
+
+    async def search_arrived_since(self, day: date, uidnext: int) -> list[int]:
+        """UIDs below ``uidnext`` of mail that arrived on ``day`` or later.
+
+        SEARCH SINCE compares dates only (no time, no zone): callers filter
+        the messages by their INTERNALDATE.
+        """
+        async with self._lock:
+            response = await self._ok(
+                self._command("SEARCH", "SINCE", imap_date(day), prefix="UID")
+            )
+        return sorted(uid for uid in set(_numbers(response)) if 0 < uid < uidnext)
 
     async def existing(self, uids: list[int]) -> set[int]:
         """Which of these UIDs exist in the selected folder."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterator
+from datetime import date
 
 
 def quote(value: str) -> str:
@@ -77,6 +78,27 @@ def uid_set(uids: list[int]) -> str:
         start = prev = uid
     ranges.append(f"{start}:{prev}" if prev != start else str(start))
     return ",".join(ranges)
+
+
+_MONTHS = (
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "May",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Oct",
+    "Nov",
+    "Dec",
+)
+
+
+def imap_date(day: date) -> str:
+    """RFC 3501's date for SEARCH (``1-Dec-2026``): English months, whatever the locale."""
+    return f"{day.day}-{_MONTHS[day.month - 1]}-{day.year}"
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from ..errors import (
@@ -28,6 +28,9 @@ from .syntax import _chunks
 
 _LOGGER = logging.getLogger(__name__)
 
+# Message-IDs remembered for a renumbered folder: more than one burst's worth.
+RECENT_IDS_KEPT = 200
+
 
 # -- state shared with the host ----------------------------------------------
 
@@ -38,6 +41,35 @@ class FolderState:
 
     uidvalidity: int | None
     last_uid: int  # highest UID already reported (UIDNEXT-1 at first start)
+    # When the newest reported mail arrived (INTERNALDATE, ISO), and the
+    # Message-IDs of the last ones: after the server renumbers the folder
+    # (UIDVALIDITY changed, the folder recreated) old UIDs mean nothing, so
+    # mail that arrived after that moment is reported, and what was already
+    # reported is recognised by its Message-ID.
+    last_arrival: str | None = None
+    recent_ids: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_saved(cls, saved: object) -> FolderState | None:
+        """Read what a host saved (``asdict``); None if it is not a state."""
+        if not isinstance(saved, dict):
+            return None
+        try:
+            ids = saved.get("recent_ids") or []
+            return cls(
+                uidvalidity=None
+                if saved["uidvalidity"] is None
+                else int(saved["uidvalidity"]),
+                last_uid=int(saved["last_uid"]),
+                last_arrival=saved.get("last_arrival") or None,
+                recent_ids=[str(i) for i in ids][-RECENT_IDS_KEPT:],
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def copy(self) -> FolderState:
+        """Return an independent copy (the host keeps what it is given)."""
+        return replace(self, recent_ids=list(self.recent_ids))
 
 
 @dataclass
@@ -85,11 +117,9 @@ class ImapWatcher:
         self.settings = settings
         self.account = account
         self.folder = options.folder
-        self.state = (
-            FolderState(state.uidvalidity, state.last_uid)
-            if state is not None
-            else FolderState(None, 0)
-        )
+        self.state = state.copy() if state is not None else FolderState(None, 0)
+        # Set when the server renumbered the folder: (UIDVALIDITY, UIDNEXT).
+        self._renumbered: tuple[int, int] | None = None
         self.status = WatchStatus(
             connected=False, unread=None, idle=False, last_error=None
         )
@@ -147,7 +177,7 @@ class ImapWatcher:
     def _advance(self, state: FolderState) -> None:
         self.state = state
         if self._on_state is not None:
-            self._on_state(FolderState(state.uidvalidity, state.last_uid))
+            self._on_state(state.copy())
 
     # -- connecting -------------------------------------------------------------
 
@@ -185,6 +215,20 @@ class ImapWatcher:
         known = self.state.uidvalidity
         if known == uidvalidity:
             return
+        if known is not None and self.state.last_arrival is not None:
+            _LOGGER.warning(
+                "UIDVALIDITY of %s on %s changed (%s -> %s): the server renumbered"
+                " the folder; reporting the mail that arrived after %s",
+                self.folder,
+                self.settings.host,
+                known,
+                uidvalidity,
+                self.state.last_arrival,
+            )
+            # The mark stays in the old numbering until the catch-up is done:
+            # a crash meanwhile redoes it (Message-IDs prevent repeats).
+            self._renumbered = (uidvalidity, uidnext)
+            return
         if known is not None:
             _LOGGER.warning(
                 "UIDVALIDITY of %s on %s changed (%s -> %s): the server renumbered"
@@ -194,7 +238,11 @@ class ImapWatcher:
                 known,
                 uidvalidity,
             )
-        self._advance(FolderState(uidvalidity, max(uidnext - 1, 0)))
+        self._advance(
+            replace(
+                self.state.copy(), uidvalidity=uidvalidity, last_uid=max(uidnext - 1, 0)
+            )
+        )
 
     async def _drop(self) -> None:
         client, self._client = self._client, None
@@ -264,6 +312,9 @@ class ImapWatcher:
         the end of the round (no UID there can appear later: new mail gets
         UIDNEXT or above). Without UIDNEXT, rounds go on while they are full.
         """
+        if self._renumbered is not None:
+            await self._catch_up_renumbered(client, *self._renumbered)
+            self._renumbered = None
         while True:
             client.take_new_mail_hint()
             uidnext = await client.uidnext(self.folder)
@@ -278,7 +329,7 @@ class ImapWatcher:
                     continue
                 end = min(uidnext - 1, mark + SEARCH_WINDOW)
                 if self.state.last_uid < end:
-                    self._advance(FolderState(self.state.uidvalidity, end))
+                    self._advance(replace(self.state.copy(), last_uid=end))
                 if end >= uidnext - 1:
                     break
             unread = await client.unread_count()
@@ -289,13 +340,24 @@ class ImapWatcher:
             if not client.take_new_mail_hint():
                 return
 
-    async def _deliver(self, client: ImapClient, batch: list[int]) -> None:
+    async def _deliver(
+        self, client: ImapClient, batch: list[int], *, renumbered: int | None = None
+    ) -> None:
+        """Report the messages of ``batch``, advancing the mark after each.
+
+        With ``renumbered`` (the new UIDVALIDITY) the batch comes from a
+        renumbered folder: mail reported before (by Message-ID) is skipped and
+        the mark keeps the old numbering; the caller moves it at the end.
+        """
         fetched = await client.fetch_messages(
             batch, text_bytes=text_bytes_for(self._event.text_limit)
         )
-        uidvalidity = self.state.uidvalidity
+        uidvalidity = self.state.uidvalidity if renumbered is None else renumbered
         delivered: list[int] = []
         for uid in batch:
+            state = self.state.copy()
+            if renumbered is None:
+                state.last_uid = uid
             message = fetched.get(uid)
             if message is not None and not self._too_old(message):
                 event = build_event(
@@ -306,19 +368,58 @@ class ImapWatcher:
                     text_limit=self._event.text_limit,
                     include_headers=self._event.include_headers,
                 )
-                try:
-                    await self._on_message(event)
-                except Exception:
-                    _LOGGER.exception("Handler failed for message UID %s", uid)
-                delivered.append(uid)
-            self._advance(FolderState(uidvalidity, uid))
+                if renumbered is None or event.message_id not in state.recent_ids:
+                    try:
+                        await self._on_message(event)
+                    except Exception:
+                        _LOGGER.exception("Handler failed for message UID %s", uid)
+                    delivered.append(uid)
+                    _remember(state, message, event)
+            self._advance(state)
         if self._options.mark_seen and delivered:
             await client.mark_seen(delivered, check=False)
 
+    async def _catch_up_renumbered(
+        self, client: ImapClient, uidvalidity: int, uidnext: int
+    ) -> None:
+        """Report what arrived after the last reported mail, in the new numbering."""
+        last = self.state.last_arrival
+        assert last is not None  # _settle_mark only renumbers with one
+        since = max(
+            datetime.fromisoformat(last),
+            datetime.now(UTC) - timedelta(hours=self._options.catchup_hours),
+        )
+        self._catchup_since = since
+        # SEARCH SINCE ignores the time and the zone: a day earlier, then
+        # INTERNALDATE decides (_too_old).
+        uids = await client.search_arrived_since(
+            (since - timedelta(days=1)).date(), uidnext
+        )
+        for batch in _chunks(uids, BATCH_SIZE):
+            await self._deliver(client, batch, renumbered=uidvalidity)
+        self._advance(
+            replace(self.state.copy(), uidvalidity=uidvalidity, last_uid=uidnext - 1)
+        )
+
     def _too_old(self, message: FetchedMessage) -> bool:
+        """Say whether the message arrived before the catch-up window starts."""
         since = self._catchup_since
         if since is None or message.internal_date is None:
             return False
         if since.tzinfo is None:
             return message.internal_date.replace(tzinfo=None) < since
         return message.internal_date < since
+
+
+def _remember(state: FolderState, message: FetchedMessage, event: MailEvent) -> None:
+    """Note a reported message in ``state``: its arrival and its Message-ID."""
+    if message.internal_date is not None:
+        arrival = message.internal_date.isoformat()
+        if (
+            state.last_arrival is None
+            or datetime.fromisoformat(state.last_arrival) < message.internal_date
+        ):
+            state.last_arrival = arrival
+    if event.message_id:
+        state.recent_ids.append(event.message_id)
+        del state.recent_ids[:-RECENT_IDS_KEPT]
