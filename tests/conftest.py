@@ -88,6 +88,16 @@ def dovecot_without_tls(mail_cert: TestCertificate) -> Iterator[DovecotServer]:
     server.cleanup()
 
 
+@pytest.fixture(scope="session")
+def courier_layout(mail_cert: TestCertificate) -> Iterator[DovecotServer]:
+    """A Dovecot whose folders live under ``INBOX.`` with ``.``, as Courier's do."""
+    _sockets_on()
+    server = DovecotServer(mail_cert, namespace=("INBOX.", "."))
+    server.start()
+    yield server
+    server.cleanup()
+
+
 @pytest.fixture
 def own_dovecot(mail_cert: TestCertificate) -> Iterator[DovecotServer]:
     """A Dovecot for one test, which may stop and restart it."""

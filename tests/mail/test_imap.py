@@ -19,6 +19,7 @@ from custom_components.mail_relay.mail.errors import (
     CertificateError,
     ConnectError,
     MessageNotFoundError,
+    ProtocolError,
     StartTlsUnavailableError,
 )
 from custom_components.mail_relay.mail.imap import (
@@ -900,5 +901,41 @@ async def test_append_to_sent_folder_found_by_special_use_or_name(
         await client.append("Envoyés", b"Subject: copie\r\n\r\nbody\r\n")
         uidvalidity, uidnext = await client.select("Envoyés")
         assert uidnext == 2
+    finally:
+        await client.logout()
+
+
+@pytest.mark.usefixtures("trust_test_cert")
+async def test_sent_copy_and_move_under_a_personal_namespace(
+    courier_layout: DovecotServer,
+) -> None:
+    user = courier_layout.add_user()
+    courier_layout.deliver(user, make_message(subject="à archiver"))
+    client = ImapClient(
+        settings_for(courier_layout, user), ssl_context=create_ssl_context()
+    )
+    await client.connect()
+    try:
+        namespace = await client.namespace()
+        assert (namespace.prefix, namespace.delimiter) == ("INBOX.", ".")
+        # A folder at the root is refused there, as on Courier.
+        with pytest.raises(ProtocolError):
+            await client.create_folder("Elsewhere")
+        sent = await client.sent_folder()
+        assert sent == "INBOX.Sent"
+        assert await client.sent_folder() == "INBOX.Sent"  # found, not made again
+        await client.append(sent, b"Subject: copie\r\n\r\nbody\r\n")
+        _, uidnext = await client.select("Sent")  # the user's name works too
+        assert uidnext == 2
+        await client.create_folder("INBOX.Archive")
+        await client.select("INBOX")
+        await client.move([1], "Archive")
+        _, uidnext = await client.select("Archive")
+        assert uidnext == 2
+        assert sorted(await client.list_folders()) == [
+            "INBOX",
+            "INBOX.Archive",
+            "INBOX.Sent",
+        ]
     finally:
         await client.logout()

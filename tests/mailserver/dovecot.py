@@ -175,8 +175,13 @@ class DovecotServer:
         *,
         tls: bool = True,
         ports: dict[str, int] | None = None,
+        namespace: tuple[str, str] | None = None,
     ) -> None:
         """Prepare the configuration; ``start()`` runs the server.
+
+        ``namespace``: the personal namespace's (prefix, separator), for example
+        ``("INBOX.", ".")`` to lay folders out as Courier does: a folder created
+        at the root is then refused.
 
         The files live in a directory of their own under the system temp dir,
         readable by the unprivileged user Dovecot delivers mail as when we are
@@ -190,6 +195,7 @@ class DovecotServer:
         )
         self.cert = cert
         self.tls = tls
+        self.namespace = namespace
         self.host = "127.0.0.1"
         fixed = ports or {}
         self.imap_port = fixed.get("imap") or free_port()
@@ -266,7 +272,15 @@ class DovecotServer:
             gid=self._mail_gid,
             home=f"{d}/home/{user}",
         )
+        namespace = ""
+        if self.namespace is not None:
+            prefix, separator = self.namespace
+            namespace = (
+                "namespace inbox {\n  inbox = yes\n"
+                f"  prefix = {prefix}\n  separator = {separator}\n}}\n"
+            )
         return f"""{header}
+{namespace}
 base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log

@@ -43,7 +43,7 @@ from ..errors import (
 from ..models import Security, ServerSettings
 from ..tls import create_ssl_context, shrink_read_buffer
 from ..trace import MASK, RECV, SEND, Trace
-from .parse import Response, _capabilities, _last_text, _text, parse_fetch
+from .parse import Namespace, Response, _capabilities, _last_text, _text, parse_fetch
 from .syntax import quote, uid_set
 
 _LOGGER = logging.getLogger(__name__)
@@ -126,6 +126,7 @@ class ImapConnection:
         self._lost = asyncio.Event()
         self._broken = False
         self._lock = asyncio.Lock()
+        self._namespace: Namespace | None = None  # the client's, per connection
 
     # -- connection -------------------------------------------------------
 
@@ -153,6 +154,7 @@ class ImapConnection:
         self._proto = proto
         self._lost.clear()
         self._broken = False
+        self._namespace = None
         implicit = settings.security is Security.SSL
         try:
             with self._errors("connect"):

@@ -25,6 +25,8 @@ from .adapter import SELECTED, ImapConnection
 from .parse import (
     MAX_TEXT_BYTES,
     FetchedMessage,
+    ListEntry,
+    Namespace,
     _decode_part,
     _fetched,
     _int,
@@ -33,13 +35,13 @@ from .parse import (
     _numbers,
     _response_codes,
     _section_data,
-    _text,
     build_event,
-    parse_data,
+    parse_list,
+    parse_namespace,
     response_data,
     text_bytes_for,
 )
-from .syntax import _chunks, decode_mailbox, mailbox_arg, uid_set
+from .syntax import _chunks, mailbox_arg, quote, uid_set
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -54,7 +56,6 @@ SENT_FOLDER_NAMES = (
     "Sent Items",
     "Sent Messages",
     "Sent Mail",
-    "INBOX.Sent",
     "Envoyés",
     "Messages envoyés",
     "Éléments envoyés",
@@ -74,10 +75,15 @@ class ImapClient(ImapConnection):
     # -- folders ------------------------------------------------------------
 
     async def select(self, folder: str, readonly: bool = False) -> tuple[int, int]:
-        """Open a folder; return (UIDVALIDITY, UIDNEXT)."""
+        """Open a folder; return (UIDVALIDITY, UIDNEXT).
+
+        ``folder`` is the user's name; under a personal namespace (Courier's
+        ``INBOX.``) the server's full name is looked up first.
+        """
+        wire_name = await self.resolve_folder(folder)
         async with self._lock:
             name = "EXAMINE" if readonly else "SELECT"
-            response = await self._execute(self._command(name, mailbox_arg(folder)))
+            response = await self._execute(self._command(name, mailbox_arg(wire_name)))
             if response.result != "OK":
                 self.selected = None
                 raise ProtocolError(
@@ -99,43 +105,86 @@ class ImapClient(ImapConnection):
         response = await self._ok(self._command("SEARCH", "UID", "1:*", prefix="UID"))
         return max(_numbers(response), default=0) + 1
 
+    async def _list(self, pattern: str = "*") -> list[ListEntry]:
+        async with self._lock:
+            response = await self._ok(self._command("LIST", '""', quote(pattern)))
+        return parse_list(response.lines)
+
     async def _folders_with_flags(self) -> list[tuple[str, set[str]]]:
         """Return the selectable folders, decoded, with their lower-case flags."""
-        async with self._lock:
-            response = await self._ok(self._command("LIST", '""', '"*"'))
-        tokens = parse_data(response_data(response.lines))
-        folders: list[tuple[str, set[str]]] = []
-        # Each answer is (flags) delimiter name.
-        for index in range(len(tokens) - 2):
-            flags, name = tokens[index], tokens[index + 2]
-            if not isinstance(flags, list) or not isinstance(name, bytes):
-                continue
-            lowered = {_text(f).lower() for f in flags}
-            if {"\\noselect", "\\nonexistent"} & lowered:
-                continue
-            folders.append((decode_mailbox(_text(name)), lowered))
-        return folders
+        return [
+            (entry.name, set(entry.flags))
+            for entry in await self._list()
+            if not {"\\noselect", "\\nonexistent"} & entry.flags
+        ]
 
     async def list_folders(self) -> list[str]:
         """Names of the folders that can be selected, decoded."""
         return [name for name, _ in await self._folders_with_flags()]
 
+    async def namespace(self) -> Namespace:
+        """Where the user's folders live: NAMESPACE (RFC 2342), delimiter from LIST.
+
+        Courier keeps them under ``INBOX.`` with ``.``: a folder made at the
+        root is refused there. Asked once per connection.
+        """
+        if self._namespace is not None:
+            return self._namespace
+        found: Namespace | None = None
+        if "NAMESPACE" in self.capabilities:
+            try:
+                async with self._lock:
+                    response = await self._ok(self._command("NAMESPACE"))
+                found = parse_namespace(response.lines)
+            except ProtocolError as err:
+                _LOGGER.debug("NAMESPACE refused, using the root: %s", err)
+        if found is None or found.delimiter is None:
+            # ``LIST "" ""`` answers the hierarchy delimiter (RFC 3501 6.3.8).
+            entries = await self._list("")
+            delimiter = entries[0].delimiter if entries else None
+            found = Namespace(found.prefix if found else "", delimiter)
+        self._namespace = found
+        return found
+
+    async def resolve_folder(self, name: str) -> str:
+        """Return the server's name for a user's folder (``Archive`` -> ``INBOX.Archive``).
+
+        A name that exists as given wins; else the one under the personal
+        namespace when that exists; else the name as given (the server says no).
+        """
+        if name.upper() == "INBOX":
+            return name
+        namespace = await self.namespace()
+        full = namespace.folder(name)
+        if full == name:
+            return name
+        names = {entry.name for entry in await self._list()}
+        if name in names or full not in names:
+            return name
+        return full
+
     async def sent_folder(self) -> str:
         r"""Return the folder mail clients keep sent mail in; create it if missing.
 
         The server's SPECIAL-USE ``\Sent`` flag (RFC 6154) wins; then the
-        usual names, French ones included; else a new "Sent".
+        usual names, French ones included, at the root or under the personal
+        namespace; else a new "Sent" where the namespace says folders go.
         """
         folders = await self._folders_with_flags()
         for name, flags in folders:
             if "\\sent" in flags:
                 return name
-        by_name = {name.casefold(): name for name, _ in folders}
+        namespace = await self.namespace()
+        by_name: dict[str, str] = {}
+        for name, _ in folders:
+            by_name.setdefault(name.casefold(), name)
+            by_name.setdefault(namespace.relative(name).casefold(), name)
         for usual in SENT_FOLDER_NAMES:
             if usual.casefold() in by_name:
                 return by_name[usual.casefold()]
-        await self.create_folder("Sent")
-        return "Sent"
+        sent = namespace.folder("Sent")
+        await self.create_folder(sent)
+        return sent
 
     async def append(self, folder: str, message: bytes) -> None:
         """Store a copy of a message (marked read) in a folder."""
@@ -433,6 +482,7 @@ class ImapClient(ImapConnection):
     async def move(self, uids: list[int], target: str) -> None:
         r"""MOVE when offered, else COPY + ``\Deleted`` + (UID) EXPUNGE."""
         wanted = await self._require_uids(uids)
+        target = await self.resolve_folder(target)
         for batch in _chunks(wanted, BATCH_SIZE):
             if "MOVE" in self.capabilities:
                 async with self._lock:
