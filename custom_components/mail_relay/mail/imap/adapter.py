@@ -372,12 +372,13 @@ class ImapConnection:
         return response
 
     async def _uid_fetch(
-        self, uids: list[int], items: str
+        self, uids: list[int] | str, items: str
     ) -> dict[int, dict[str, Any]]:
+        """UID FETCH a list of UIDs, or a set as written (``63:*``)."""
         proto = self._require()
         command = aioimaplib.FetchCommand(
             proto.new_tag(),
-            uid_set(uids),
+            uids if isinstance(uids, str) else uid_set(uids),
             items,
             prefix="UID",
             loop=proto.loop,

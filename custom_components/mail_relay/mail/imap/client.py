@@ -101,9 +101,13 @@ class ImapClient(ImapConnection):
             return self.uidvalidity, uidnext
 
     async def _uidnext_by_search(self) -> int:
-        """For servers that leave UIDNEXT out of SELECT."""
-        response = await self._ok(self._command("SEARCH", "UID", "1:*", prefix="UID"))
-        return max(_numbers(response), default=0) + 1
+        """For servers that leave UIDNEXT out of SELECT: the highest UID, plus one."""
+        try:
+            async with self._lock:
+                found = await self._uid_fetch("*", "(UID)")
+        except ProtocolError:  # some servers refuse ``*`` in an empty folder
+            return 1
+        return max(found, default=0) + 1
 
     async def _list(self, pattern: str = "*") -> list[ListEntry]:
         async with self._lock:
@@ -204,26 +208,49 @@ class ImapClient(ImapConnection):
 
     # -- searching and fetching ----------------------------------------------
 
-    async def search_since(self, last_uid: int) -> list[int]:
-        """UIDs above the mark, ascending.
+    async def new_uids(self, last_uid: int) -> list[int]:
+        """UIDs above the mark, ascending, by ``UID FETCH mark+1:* (UID)``.
 
-        ``n:*`` always matches the highest UID, even below ``n``: filter.
+        FETCH, not SEARCH: GNU Mailutils' imap4d answers ``UID SEARCH UID n:*``
+        with nothing, so a SEARCH-based watcher would never see mail there.
+        ``n:*`` always matches the highest UID, even below ``n``: filtered.
         """
+        async with self._lock:
+            found = await self._uid_fetch(f"{last_uid + 1}:*", "(UID)")
+        return sorted(uid for uid in found if uid > last_uid)
+
+    async def search_since(self, last_uid: int) -> list[int]:
+        """Return what ``UID SEARCH UID mark+1:*`` answers (for the consistency probe)."""
         async with self._lock:
             response = await self._ok(
                 self._command("SEARCH", "UID", f"{last_uid + 1}:*", prefix="UID")
             )
         return sorted(uid for uid in set(_numbers(response)) if uid > last_uid)
 
+    async def search_consistent(self) -> bool | None:
+        """Whether UID SEARCH agrees with UID FETCH in the selected folder.
+
+        None when the folder is empty (nothing to compare). Servers that get
+        it wrong still work for watching (``new_uids`` uses FETCH), but other
+        mail programs will miss mail there, and users should know why.
+        """
+        fetched = await self.new_uids(0)
+        if not fetched:
+            return None
+        try:
+            everything = await self.search_since(0)
+            last = await self.search_since(fetched[-1] - 1)
+        except ProtocolError:
+            return False
+        return everything == fetched and last == fetched[-1:]
+
     async def existing(self, uids: list[int]) -> set[int]:
-        """Which of these UIDs exist in the selected folder."""
+        """Which of these UIDs exist in the selected folder (by FETCH, as above)."""
         if not uids:
             return set()
         async with self._lock:
-            response = await self._ok(
-                self._command("SEARCH", "UID", uid_set(uids), prefix="UID")
-            )
-        return set(_numbers(response)) & set(uids)
+            found = await self._uid_fetch(uids, "(UID)")
+        return set(found) & set(uids)
 
     async def unread_count(self) -> int:
         """Unseen messages in the selected folder (ESEARCH COUNT when offered)."""

@@ -1,7 +1,7 @@
 """The IMAP watcher: turns new mail in one folder into events, exactly once.
 
 Messages are tracked by UID and UIDVALIDITY with a high-water mark: each
-change runs ``UID SEARCH UID mark+1:*`` and fetches headers, structure and
+change runs ``UID FETCH mark+1:* (UID)`` and fetches headers, structure and
 only the first bytes of the text part; attachments are never downloaded.
 """
 
@@ -251,7 +251,7 @@ class ImapWatcher:
         """Report every message above the mark, then refresh the unread count."""
         while True:
             client.take_new_mail_hint()
-            uids = await client.search_since(self.state.last_uid)
+            uids = await client.new_uids(self.state.last_uid)
             for batch in _chunks(uids, BATCH_SIZE):
                 await self._deliver(client, batch)
             unread = await client.unread_count()
