@@ -101,7 +101,7 @@ class CyrusServer:
         self._config.write_text(self._render_imapd())
         self._services = d / "cyrus.conf"
         self._services.write_text(self._render_services())
-        self._sasldb = d / "sasldb2"
+        self.sasldb = d / "sasldb2"  # Postfix's SASL reads it too
         for path in (d, *d.rglob("*")):
             os.chown(path, self._user.pw_uid, self._user.pw_gid)
 
@@ -265,7 +265,7 @@ DAEMON {{
             [
                 str(program(SASLPASSWD)),
                 "-f",
-                str(self._sasldb),
+                str(self.sasldb),
                 "-c",
                 "-p",
                 user.address,
@@ -275,7 +275,7 @@ DAEMON {{
             check=True,
             capture_output=True,
         )
-        os.chown(self._sasldb, self._user.pw_uid, self._user.pw_gid)
+        os.chown(self.sasldb, self._user.pw_uid, self._user.pw_gid)
         self._users.add(user.address)
         return user
 

@@ -162,12 +162,16 @@ def non_ascii_message(to: str) -> bytes:
 class DovecotServer:
     """One Dovecot instance: IMAP(+STARTTLS), IMAPS, POP3(+STLS), POP3S and LMTP.
 
+    Its auth service also listens on TCP (``auth_port``), for Postfix's SASL.
+
     With ``tls=False`` the server offers neither STARTTLS/STLS nor the implicit-TLS
     ports, which is how tests prove that a STARTTLS account fails closed.
 
     The configuration is written in the syntax of the Dovecot found, 2.3 or 2.4
     (``version``); both behave the same.
     """
+
+    family = "dovecot"
 
     def __init__(
         self,
@@ -201,6 +205,8 @@ class DovecotServer:
         self.imap_port = fixed.get("imap") or free_port()
         self.pop3_port = fixed.get("pop3") or free_port()
         self.lmtp_port = fixed.get("lmtp") or free_port()
+        # Postfix asks Dovecot's auth service over TCP (tests/mailserver/postfix.py).
+        self.auth_port = fixed.get("auth") or free_port()
         self.imaps_port = (fixed.get("imaps") or free_port()) if tls else 0
         self.pop3s_port = (fixed.get("pop3s") or free_port()) if tls else 0
         self._process: subprocess.Popen[bytes] | None = None
@@ -330,6 +336,9 @@ service anvil {{
 # The passwd-file sits in a private temp dir: read it as the running user.
 service auth {{
   user = {me.pw_name}
+  inet_listener auth-postfix {{
+    port = {self.auth_port}
+  }}
 }}
 service auth-worker {{
   user = {me.pw_name}
@@ -364,7 +373,7 @@ service auth-worker {{
 
     def ports(self) -> list[int]:
         """Return every port this server listens on."""
-        ports = [self.imap_port, self.pop3_port, self.lmtp_port]
+        ports = [self.imap_port, self.pop3_port, self.lmtp_port, self.auth_port]
         if self.tls:
             ports += [self.imaps_port, self.pop3s_port]
         return ports

@@ -46,16 +46,16 @@ def environment() -> dict[str, str]:
         root / "usr/lib" / arch,
         root / "lib" / arch,
         root / "usr/lib",
+        root / "usr/lib/postfix",  # Postfix's own libraries (their RUNPATH)
     ]
     env = dict(os.environ)
     env["LD_LIBRARY_PATH"] = ":".join(
         [*(str(p) for p in libs), *filter(None, [env.get("LD_LIBRARY_PATH")])]
     )
-    # SASL plugins: the unpacked ones when this system lacks libsasl2-modules.
+    # SASL plugins: the unpacked ones where this system lacks some (the
+    # testing root has the sasldb plugin but not PLAIN and LOGIN), then the
+    # system's. libsasl2 reads a colon-separated list.
     plugins = root / "usr/lib" / arch / "sasl2"
-    system_plugins = Path("/usr/lib") / arch / "sasl2"
-    if (plugins / "libsasldb.so.2").exists() and not (
-        system_plugins / "libsasldb.so.2"
-    ).exists():
-        env["SASL_PATH"] = str(plugins)
+    if plugins.is_dir():
+        env["SASL_PATH"] = f"{plugins}:/usr/lib/{arch}/sasl2"
     return env
