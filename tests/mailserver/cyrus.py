@@ -91,7 +91,9 @@ class CyrusServer:
         else:
             self._user = pwd.getpwuid(os.getuid())
         d = self.directory
-        for sub in ("lib", "spool", "sieve", "socket", "run"):
+        # Each imapd binds its own IDLE socket next to idled's, in
+        # configdirectory/socket (without it: "bind: No such file", no push).
+        for sub in ("lib", "lib/socket", "spool", "sieve", "run"):
             (d / sub).mkdir()
         # The certificate sits in pytest's private tmp dir: copy it where the
         # services' user can read it.
@@ -118,9 +120,9 @@ class CyrusServer:
         return f"""configdirectory: {d}/lib
 partition-default: {d}/spool
 sievedir: {d}/sieve
-idlesocket: {d}/socket/idle
-lmtpsocket: {d}/socket/lmtp
-notifysocket: {d}/socket/notify
+idlesocket: {d}/lib/socket/idle
+lmtpsocket: {d}/lib/socket/lmtp
+notifysocket: {d}/lib/socket/notify
 mboxname_lockpath: {d}/lib/lock
 proc_path: {d}/run/proc
 statuscache_db_path: {d}/lib/statuscache.db

@@ -191,7 +191,11 @@ class ImapClient(ImapConnection):
         return sent
 
     async def append(self, folder: str, message: bytes) -> None:
-        """Store a copy of a message (marked read) in a folder."""
+        """Store a copy of a message (marked read) in a folder.
+
+        Line ends become CRLF, as RFC 3501 wants: Cyrus refuses bare newlines.
+        """
+        message = re.sub(rb"\r?\n", b"\r\n", message)
         async with self._lock:
             proto = self._require()
             command = self._command(
