@@ -38,6 +38,7 @@ from tests.mailserver import (
     TestCertificate,
     make_certificate,
 )
+from tests.mailserver.postfix import PostfixServer, postfix_missing
 
 
 @pytest.fixture(autouse=True)
@@ -93,6 +94,23 @@ def courier_layout(mail_cert: TestCertificate) -> Iterator[DovecotServer]:
     """A Dovecot whose folders live under ``INBOX.`` with ``.``, as Courier's do."""
     _sockets_on()
     server = DovecotServer(mail_cert, namespace=("INBOX.", "."))
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postfix(
+    mail_cert: TestCertificate, dovecot: DovecotServer
+) -> Iterator[PostfixServer]:
+    """Postfix submission delivering by LMTP into the shared Dovecot.
+
+    Skipped, with the reason, where its packages are not unpacked.
+    """
+    if reason := postfix_missing():
+        pytest.skip(reason)
+    _sockets_on()
+    server = PostfixServer(mail_cert, dovecot)
     server.start()
     yield server
     server.cleanup()

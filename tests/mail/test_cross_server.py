@@ -28,21 +28,16 @@ from tests.mail.test_imap import Sink, make_watcher, running
 from tests.mail.wire import Wire
 from tests.mailserver import DovecotServer, MailUser, TestCertificate
 from tests.mailserver.cyrus import CyrusServer, cyrus_missing
-from tests.mailserver.dovecot import make_message
+from tests.mailserver.dovecot import (
+    FRENCH_NAME,
+    FRENCH_SUBJECT,
+    FRENCH_TEXT,
+    make_message,
+)
 from tests.mailserver.postfix import PostfixServer, postfix_missing
 
 MailboxServer = DovecotServer | CyrusServer
 FAMILIES = ["dovecot", "cyrus"]
-
-# A French letter as a person writes it: accents, typographic apostrophes and
-# quotes, a euro sign, œ, a long subject the encoder folds, an accented name.
-FRENCH_SUBJECT = "Relevé du compteur : l’eau a coulé toute la nuit – « alerte » à 5 €"
-FRENCH_NAME = "Hélène Lefèvre-Dupré"
-FRENCH_TEXT = (
-    "Bonjour,\n\nLe capteur de la cave signale une fuite : 23,5 °C, humidité 97 %.\n"
-    "L’œuvre de la nuit coûtera sûrement plus de 5 € ; ça mérite qu’on s’y intéresse."
-    "\n\nÀ bientôt,\nHélène"
-)
 
 
 def _start(server: Any) -> None:
@@ -94,31 +89,26 @@ def user(mailbox: MailboxServer) -> MailUser:
     return mailbox.add_user()
 
 
-_POSTFIX: dict[str, PostfixServer] = {}
-
-
 @pytest.fixture(scope="session")
-def _postfix_instances() -> Iterator[dict[str, PostfixServer]]:
-    yield _POSTFIX
-    for server in _POSTFIX.values():
-        server.cleanup()
+def postfix_cyrus(
+    mail_cert: TestCertificate, cyrus: CyrusServer
+) -> Iterator[PostfixServer]:
+    """Postfix delivering into the shared Cyrus, with SASL on Cyrus's sasldb."""
+    if reason := postfix_missing():
+        pytest.skip(reason)
+    server = PostfixServer(mail_cert, cyrus)
+    _start(server)
+    yield server
+    server.cleanup()
 
 
 @pytest.fixture
-def submission(
-    family: str,
-    mailbox: MailboxServer,
-    mail_cert: TestCertificate,
-    _postfix_instances: dict[str, PostfixServer],
-) -> PostfixServer:
-    """Postfix delivering into the family's server, one per family and run."""
-    if reason := postfix_missing():
-        pytest.skip(reason)
-    if family not in _postfix_instances:
-        server = PostfixServer(mail_cert, mailbox)
-        server.start()
-        _postfix_instances[family] = server
-    return _postfix_instances[family]
+def submission(family: str, request: pytest.FixtureRequest) -> PostfixServer:
+    """Postfix delivering into the family's server (conftest has Dovecot's)."""
+    server: PostfixServer = request.getfixturevalue(
+        "postfix" if family == "dovecot" else "postfix_cyrus"
+    )
+    return server
 
 
 @pytest.fixture

@@ -143,6 +143,17 @@ NON_ASCII_SUBJECT = "Tür offen – Temperatur 23 °C ✓ 温度"
 NON_ASCII_TEXT = "Grüße aus dem Keller – 23 °C, l’alarme, 5 €, œuvre 🚪"
 
 
+# A French letter as a person writes it: accents, typographic apostrophes and
+# quotes, a euro sign, œ, a long subject the encoder folds, an accented name.
+FRENCH_SUBJECT = "Relevé du compteur : l’eau a coulé toute la nuit – « alerte » à 5 €"
+FRENCH_NAME = "Hélène Lefèvre-Dupré"
+FRENCH_TEXT = (
+    "Bonjour,\n\nLe capteur de la cave signale une fuite : 23,5 °C, humidité 97 %.\n"
+    "L’œuvre de la nuit coûtera sûrement plus de 5 € ; ça mérite qu’on s’y intéresse."
+    "\n\nÀ bientôt,\nHélène"
+)
+
+
 def non_ascii_message(to: str) -> bytes:
     """Return a message with NON_ASCII_SUBJECT and an 8-bit NON_ASCII_TEXT body."""
     return (
