@@ -216,10 +216,10 @@ async def test_restart_neither_repeats_nor_loses(
 # -- folders -------------------------------------------------------------------
 
 
-async def test_sent_copy_where_the_namespace_says(
+async def test_sent_copy_where_the_namespace_says_over_starttls(
     mailbox: MailboxServer, user: MailUser, tls: Any
 ) -> None:
-    client = ImapClient(imap(mailbox, user), ssl_context=tls)
+    client = ImapClient(imap(mailbox, user, "starttls"), ssl_context=tls)
     await client.connect()
     try:
         namespace = await client.namespace()
@@ -247,7 +247,7 @@ async def test_sent_copy_where_the_namespace_says(
 # -- POP3 ------------------------------------------------------------------------
 
 
-async def test_pop3_by_uidl_and_top(
+async def test_pop3_by_uidl_and_top_over_stls(
     mailbox: MailboxServer, user: MailUser, tls: Any
 ) -> None:
     await asyncio.to_thread(
@@ -257,7 +257,7 @@ async def test_pop3_by_uidl_and_top(
     )
     wire = Wire()
     poller = Pop3Poller(
-        pop3(mailbox, user), account=user.address, state=Pop3State(),
+        pop3(mailbox, user, "starttls"), account=user.address, state=Pop3State(),
         ssl_context=tls, trace=wire,
     )  # fmt: skip
     events: list[MailEvent] = []
@@ -273,6 +273,7 @@ async def test_pop3_by_uidl_and_top(
     assert (first.new, second.new, third.new) == (2, 1, 0)
     assert len({e.uid for e in events}) == 3  # UIDLs, distinct
     sent = wire.sent()
+    assert sent.startswith(b"CAPA\r\nSTLS\r\n")  # STARTTLS works too
     assert b"UIDL\r\n" in sent
     assert b"TOP 1 " in sent  # only the start travels
     assert b"RETR" not in sent

@@ -75,6 +75,9 @@ class CyrusServer:
         self.directory = Path(tempfile.mkdtemp(prefix="mailrelay-cyrus-"))
         self.directory.chmod(0o755)
         self.version = cyrus_version()
+        self.version_info: tuple[int, ...] = tuple(
+            int(part) for part in self.version.split(".") if part.isdigit()
+        )
         self.tls = tls
         self.host = "127.0.0.1"
         fixed = ports or {}
@@ -116,6 +119,9 @@ class CyrusServer:
             if self.tls
             else ""
         )
+        if self.tls and self.version_info >= (3, 10, 2):
+            # 3.10.2 and 3.12.1 turned STARTTLS off by default; enabled per service.
+            tls += "imap_allowstarttls: on\npop3_allowstarttls: on\n"
         group = grp.getgrgid(self._user.pw_gid).gr_name
         return f"""configdirectory: {d}/lib
 partition-default: {d}/spool
