@@ -244,6 +244,33 @@ async def test_sent_copy_where_the_namespace_says_over_starttls(
     assert [e.subject for e in events] == ["copie envoyée"]
 
 
+async def test_actions_mark_seen_move_delete(
+    mailbox: MailboxServer, user: MailUser, tls: Any
+) -> None:
+    await asyncio.to_thread(
+        mailbox.deliver,
+        user,
+        [make_message("lu"), make_message("rangé"), make_message("jeté")],
+    )
+    client = ImapClient(imap(mailbox, user), ssl_context=tls)
+    await client.connect()
+    try:
+        archive = (await client.namespace()).folder("Archive")
+        await client.create_folder(archive)
+        await client.select("INBOX")
+        first, second, third = await client.new_uids(0)
+        assert await client.unread_count() == 3
+        await client.mark_seen([first])
+        assert await client.unread_count() == 2
+        await client.move([second], "Archive")  # the user's name for it
+        await client.delete([third])
+        assert await client.new_uids(0) == [first]
+        await client.select("Archive")
+        assert len(await client.new_uids(0)) == 1
+    finally:
+        await client.logout()
+
+
 # -- POP3 ------------------------------------------------------------------------
 
 
