@@ -128,3 +128,19 @@ async def test_login_test_has_no_warning_where_search_works(
         mail_user.password,
     )
     assert await test_login(settings, Protocol.IMAP) == []
+
+
+async def test_a_server_refusing_uid_fetch_ranges_is_asked_by_search() -> None:
+    from custom_components.mail_relay.mail.imap import ImapClient
+
+    script = dict(MAILUTILS)
+    script["UID FETCH 63:* (UID)"] = "{tag} BAD Invalid sequence"
+    script["UID SEARCH UID 63:*"] = "* SEARCH 63 64 65"
+    async with ScriptedImapServer(script, GREETING) as server:
+        client = ImapClient(_settings(server.port), ssl_context=None)
+        await client.connect()
+        try:
+            await client.select("INBOX")
+            assert await client.new_uids(62) == [63, 64, 65]
+        finally:
+            await client.logout()

@@ -218,9 +218,15 @@ class ImapClient(ImapConnection):
         FETCH, not SEARCH: GNU Mailutils' imap4d answers ``UID SEARCH UID n:*``
         with nothing, so a SEARCH-based watcher would never see mail there.
         ``n:*`` always matches the highest UID, even below ``n``: filtered.
+        A server that refuses the FETCH (some answer BAD for ``*`` in an empty
+        folder) is asked by SEARCH instead.
         """
-        async with self._lock:
-            found = await self._uid_fetch(f"{last_uid + 1}:*", "(UID)")
+        try:
+            async with self._lock:
+                found = await self._uid_fetch(f"{last_uid + 1}:*", "(UID)")
+        except ProtocolError as err:
+            _LOGGER.debug("UID FETCH refused, asking by SEARCH: %s", err)
+            return await self.search_since(last_uid)
         return sorted(uid for uid in found if uid > last_uid)
 
     async def search_since(self, last_uid: int) -> list[int]:
