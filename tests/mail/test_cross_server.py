@@ -21,6 +21,7 @@ from custom_components.mail_relay.mail.errors import StartTlsUnavailableError
 from custom_components.mail_relay.mail.imap import FolderState, ImapClient
 from custom_components.mail_relay.mail.message import MailEvent
 from custom_components.mail_relay.mail.models import Security, ServerSettings
+from custom_components.mail_relay.mail.options import EventOptions
 from custom_components.mail_relay.mail.pop3 import Pop3Poller, Pop3State
 from custom_components.mail_relay.mail.smtp import SmtpSender
 from custom_components.mail_relay.mail.tls import create_ssl_context
@@ -392,7 +393,7 @@ async def test_french_letter_round_trip_over_imap_and_pop3(
 
     poller = Pop3Poller(
         pop3(mailbox, user), account=user.address, state=Pop3State(),
-        ssl_context=tls, text_limit=4000,
+        ssl_context=tls, event=EventOptions(text_limit=4000),
     )  # fmt: skip
     await poller.poll_once(collect)
     over_imap, over_pop3 = sink.events[0], by_pop3[0]

@@ -11,6 +11,7 @@ import asyncio
 from custom_components.mail_relay.mail.imap import FolderState, ImapWatcher
 from custom_components.mail_relay.mail.message import MailEvent
 from custom_components.mail_relay.mail.models import Protocol, Security, ServerSettings
+from custom_components.mail_relay.mail.options import ImapWatchOptions
 from custom_components.mail_relay.mail.probe import SEARCH_INCONSISTENT, test_login
 from tests.mailserver.scripted import ScriptedImapServer
 
@@ -87,7 +88,7 @@ async def test_watcher_reports_mail_although_uid_search_finds_nothing() -> None:
             state=FolderState(UIDVALIDITY, 62),
             on_message=on_message,
             on_status=lambda status: status.unread is None or counted.set(),
-            poll_interval=3600,
+            options=ImapWatchOptions(poll_interval=3600),
         )
         task = asyncio.create_task(watcher.run())
         try:
