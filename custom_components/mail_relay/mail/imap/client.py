@@ -56,6 +56,7 @@ SENT_FOLDER_NAMES = (
     "Sent Items",
     "Sent Messages",
     "Sent Mail",
+    "INBOX.Sent",  # a child of INBOX on servers whose namespace is the root
     "Envoyés",
     "Messages envoyés",
     "Éléments envoyés",
