@@ -20,6 +20,15 @@ from .passwords import PasswordSource, add_password
 from .wire import tracer
 
 IMAP_NOTABLE = ("IDLE", "MOVE", "UIDPLUS", "CONDSTORE", "LITERAL+", "SPECIAL-USE")
+# What a server may still list after login though it describes the login itself
+# (Cyrus keeps LOGINDISABLED): not a capability of the session we have.
+IMAP_LOGIN_ONLY = frozenset({"LOGINDISABLED"})
+
+SEARCH_WARNING = (
+    "this server's UID SEARCH disagrees with UID FETCH (a known bug"
+    " of GNU Mailutils imap4d). Mail Relay finds new mail by FETCH, so it works;"
+    " other mail programs may miss mail here."
+)
 
 
 def wrapped(label: str, text: str) -> list[str]:
@@ -45,10 +54,11 @@ async def check_imap(settings: ServerSettings, io_timeout: float) -> list[str]:
     """Log in, list capabilities and folders; return report lines."""
     client = await imap_login(settings, io_timeout, tracer())
     try:
-        caps = sorted(client.capabilities)
+        caps = sorted(client.capabilities - IMAP_LOGIN_ONLY)
         folders = await client.list_folders()
         await client.select("INBOX", readonly=True)
         unread = await client.unread_count()
+        consistent = await client.search_consistent()
     finally:
         await client.logout()
     have = set(caps)
@@ -62,6 +72,7 @@ async def check_imap(settings: ServerSettings, io_timeout: float) -> list[str]:
         + ", ".join(folders[:12])
         + (", ..." if len(folders) > 12 else ""),
         f"  INBOX: {unread} unread",
+        *(wrapped("warning", SEARCH_WARNING) if consistent is False else []),
     ]
 
 
@@ -160,7 +171,7 @@ async def cmd_check(args: argparse.Namespace) -> int:
         try:
             lines = await test(settings, args.timeout)
         except MailError as err:
-            failure = explain(err, f"{label} login", settings)
+            failure = explain(err, f"{label} login", settings, smtp=label == "SMTP")
             failures.append(failure)
             print(f"{label}: FAILED: {failure.summary}")
             continue

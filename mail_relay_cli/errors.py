@@ -81,7 +81,8 @@ class _Row:
 
 
 # Most specific class first: the first row the error is an instance of wins.
-# Fields: {host}, {where} (host:port), {username}, {detail}, {code}, {reply}.
+# Fields: {host}, {where} (host:port), {username}, {detail}, {code}, {reply},
+# {security} (the option that sets this server's security).
 _TABLE: tuple[_Row, ...] = (
     _Row(
         OAuthRequiredError,
@@ -103,8 +104,8 @@ _TABLE: tuple[_Row, ...] = (
         Exit.STARTTLS,
         "STARTTLS not offered, password not sent",
         "{where} does not offer STARTTLS, so the password was not sent"
-        " ({detail}). Try --security ssl on the implicit-TLS port; use"
-        " --security none only on a network you trust.",
+        " ({detail}). Try {security} ssl on the implicit-TLS port; use"
+        " {security} none only on a network you trust.",
     ),
     _Row(
         CertificateError,
@@ -119,7 +120,7 @@ _TABLE: tuple[_Row, ...] = (
         TlsError,
         Exit.TLS,
         "TLS failed ({detail})",
-        "TLS with {where} failed ({detail}). Check the security: ssl on"
+        "TLS with {where} failed ({detail}). Check {security}: ssl on"
         " 993/995/465, starttls on 143/110/587.",
     ),
     _Row(
@@ -171,10 +172,17 @@ def _row(err: MailError) -> _Row:
     return next(row for row in _TABLE if isinstance(err, row.error))
 
 
-def explain(err: MailError, what: str, settings: ServerSettings) -> CliError:
-    """Say in plain English what went wrong, with the matching exit code."""
+def explain(
+    err: MailError, what: str, settings: ServerSettings, *, smtp: bool = False
+) -> CliError:
+    """Say in plain English what went wrong, with the matching exit code.
+
+    ``smtp``: the server is the outgoing one, whose security is set by
+    ``--smtp-security``, not ``--security``.
+    """
     row = _row(err)
     fields = {
+        "security": "--smtp-security" if smtp else "--security",
         "host": settings.host,
         "where": f"{settings.host}:{settings.port}",
         "username": settings.username,

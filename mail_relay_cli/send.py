@@ -75,7 +75,7 @@ async def cmd_send(args: argparse.Namespace) -> int:
     try:
         result = await sender.send(mail)
     except MailError as err:
-        raise explain(err, "send", account.smtp) from err
+        raise explain(err, "send", account.smtp, smtp=True) from err
     finally:
         await sender.close()
     print(f"Sent to {', '.join(result.accepted) or 'nobody'}: {result.reply}".rstrip())

@@ -41,6 +41,7 @@ from tests.mailserver import (
     TestCertificate,
     make_certificate,
 )
+from tests.mailserver.postfix import PostfixServer, postfix_missing
 
 
 @pytest.fixture(autouse=True)
@@ -86,6 +87,33 @@ def dovecot_without_tls(mail_cert: TestCertificate) -> Iterator[DovecotServer]:
     """A Dovecot that offers neither STARTTLS nor implicit TLS."""
     _sockets_on()
     server = DovecotServer(mail_cert, tls=False)
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def courier_layout(mail_cert: TestCertificate) -> Iterator[DovecotServer]:
+    """A Dovecot whose folders live under ``INBOX.`` with ``.``, as Courier's do."""
+    _sockets_on()
+    server = DovecotServer(mail_cert, namespace=("INBOX.", "."))
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postfix(
+    mail_cert: TestCertificate, dovecot: DovecotServer
+) -> Iterator[PostfixServer]:
+    """Postfix submission delivering by LMTP into the shared Dovecot.
+
+    Skipped, with the reason, where its packages are not unpacked.
+    """
+    if reason := postfix_missing():
+        pytest.skip(reason)
+    _sockets_on()
+    server = PostfixServer(mail_cert, dovecot)
     server.start()
     yield server
     server.cleanup()

@@ -1,4 +1,4 @@
-"""Connection diagnostic: is the mail server reachable right now."""
+"""Connection diagnostic: is the mail server reachable, and is mail pushed or polled."""
 
 from __future__ import annotations
 
@@ -46,6 +46,11 @@ class ConnectionSensor(MailRelayAccountEntity, BinarySensorEntity):
     def available(self) -> bool:
         """Always available: it reports the outage."""
         return True
+
+    @property
+    def extra_state_attributes(self) -> dict[str, str | None]:
+        """Say how mail reaches us: IDLE push or polling (issue 19, point 6)."""
+        return {"push_mode": self.coordinator.push_mode}
 
     @property
     def is_on(self) -> bool:

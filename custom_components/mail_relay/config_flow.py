@@ -261,6 +261,7 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
         self._servers: dict[str, Any] = {}
         self._insecure_confirmed = False
         self._show_verify = False
+        self._warnings: list[str] = []  # login test warnings (probe.py)
         self._return_step = "manual"
         self._tested_for: str | None = None
 
@@ -300,9 +301,12 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
         ]
         if (smtp := smtp_settings(data)) is not None:
             servers.append((smtp, Protocol.SMTP))
+        self._warnings = []
         for settings, protocol in servers:
             try:
-                await test_login(settings, protocol, io_timeout=LOGIN_TIMEOUT)
+                self._warnings += await test_login(
+                    settings, protocol, io_timeout=LOGIN_TIMEOUT
+                )
             except MailError as err:
                 _LOGGER.debug("Login test to %s failed: %r", settings.host, err)
                 key = flow_error_key(err)
@@ -324,6 +328,24 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
         errors = await self._async_test()
         if errors:
             return await self._async_show_errors(errors)
+        if self._warnings:
+            return await self.async_step_server_quirk()
+        return await self._async_finish()
+
+    async def async_step_server_quirk(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Say the server misbehaves (it works, others may miss mail); then finish."""
+        if user_input is None:
+            return self.async_show_form(
+                step_id="server_quirk",
+                data_schema=vol.Schema({}),
+                description_placeholders=self._placeholders(),
+            )
+        return await self._async_finish()
+
+    async def _async_finish(self) -> ConfigFlowResult:
+        """Create the entry, or update the one being reconfigured."""
         if self.source == "reconfigure":
             entry = self._get_reconfigure_entry()
             data = {**entry.data, **self._servers, CONF_SOURCE: Source.MANUAL.value}

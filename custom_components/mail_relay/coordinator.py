@@ -74,6 +74,10 @@ class MailRelayCoordinator(ABC):
         self.account: str = entry.data[CONF_EMAIL]
         self.connected = False
         self.unread: int | None = None
+        # How new mail reaches us: "idle" (pushed) or "polling"; None before
+        # the first connection. Servers that only poll behind IDLE look like
+        # "idle" here; the README's troubleshooting says how to tell.
+        self.push_mode: str | None = None
         self.last_event: dict[str, Any] | None = None
         self.last_error: str | None = None
         self.store: Store[dict[str, Any]] = Store(
@@ -290,6 +294,8 @@ class ImapCoordinator(MailRelayCoordinator):
     @callback
     def _on_status(self, status: WatchStatus) -> None:
         self.unread = status.unread
+        if status.connected:
+            self.push_mode = "idle" if status.idle else "polling"
         self._set_connected(status.connected, status.last_error)
 
 
@@ -375,6 +381,7 @@ class Pop3Coordinator(MailRelayCoordinator):
             self._poll_failures = 0
             self._save_state(poller)
             self.unread = result.count
+            self.push_mode = "polling"
             self._set_connected(True, None)
 
     def _note_progress(self) -> None:

@@ -548,3 +548,28 @@ async def test_watch_single_address_fatal_error_exit_code(
     assert proc.code == 3, proc.text
     assert "refused the login" in proc.err
     assert "certificate verification is off" in proc.err
+
+
+async def test_check_warns_of_a_broken_search_and_hides_logindisabled() -> None:
+    from tests.mail.test_imap_mailutils import GREETING, MAILUTILS
+    from tests.mailserver.scripted import ScriptedImapServer
+
+    script = dict(MAILUTILS)
+    # Cyrus keeps LOGINDISABLED in the capabilities it sends after login.
+    script["LOGIN"] = "{tag} OK [CAPABILITY IMAP4rev1 LOGINDISABLED NAMESPACE] Ok"
+    script["LIST"] = '* LIST (\\HasNoChildren) "/" INBOX'
+    async with ScriptedImapServer(script, GREETING) as server:
+        result = await run_cli(
+            "check",
+            "user@mailrelay.test",
+            "--host", "127.0.0.1",
+            "--port", str(server.port),
+            "--security", "none",
+            "--no-smtp",
+            env=cli_env(MAIL_RELAY_PASSWORD="secret"),
+        )  # fmt: skip
+    assert result.code == 0, result.text
+    assert "capabilities: IMAP4REV1 NAMESPACE\n" in result.out
+    assert "LOGINDISABLED" not in result.out
+    assert "warning: this server's UID SEARCH disagrees with UID FETCH" in result.out
+    assert "Verdict: OK" in result.out

@@ -75,3 +75,16 @@ def test_explain_words(err: MailError, message: str, summary: str) -> None:
     explained = explain(err, what, SETTINGS)
     assert str(explained) == message
     assert explained.summary == summary
+
+
+def test_advice_names_the_option_of_the_server_that_failed() -> None:
+    smtp = ServerSettings("smtp.example.net", 587, Security.STARTTLS, "ann", "x")
+    err = core.StartTlsUnavailableError("no STARTTLS")
+    outgoing = str(explain(err, "SMTP login", smtp, smtp=True))
+    assert "Try --smtp-security ssl" in outgoing
+    assert "--smtp-security none" in outgoing
+    assert "--security " not in outgoing.replace("--smtp-security ", "")
+    incoming = str(explain(err, "IMAP login", SETTINGS))
+    assert "Try --security ssl" in incoming
+    tls = str(explain(core.TlsError("bad record"), "send", smtp, smtp=True))
+    assert "Check --smtp-security: ssl on 993/995/465" in tls

@@ -1005,3 +1005,33 @@ async def test_user_step_explains_imap_and_pop3_once(hass: HomeAssistant) -> Non
     description = strings[user + "description"]
     assert "IMAP" not in description
     assert "POP3" not in description
+
+
+async def test_a_server_with_a_broken_search_is_named_before_the_entry(
+    hass: HomeAssistant, local_autoconfig
+) -> None:
+    from tests.mail.test_imap_mailutils import GREETING, MAILUTILS
+    from tests.mailserver.scripted import ScriptedImapServer
+
+    script = dict(MAILUTILS, LIST='* LIST (\\HasNoChildren) "/" INBOX')
+    async with ScriptedImapServer(script, GREETING) as server:
+        result = await _user(hass, "ann@mailrelay.test", "secret")
+        assert result["step_id"] == "manual"
+        manual = _manual_input("127.0.0.1", server.port, "none", "ann@mailrelay.test")
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], manual
+        )
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"next_step_id": "insecure_accept"}
+        )
+        assert result["type"] is FlowResultType.FORM
+        assert result["step_id"] == "server_quirk"
+        assert result["description_placeholders"]["server"] == "127.0.0.1"
+        translations = await async_get_translations(hass, "en", "config", [DOMAIN])
+        description = translations[
+            f"component.{DOMAIN}.config.step.server_quirk.description"
+        ]
+        assert "UID SEARCH" in description
+        result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_INCOMING_PORT] == server.port

@@ -93,10 +93,9 @@ async def test_one_message_one_event(
     last = hass.states.get(entity_id(hass, entry, "sensor", "last_message"))
     assert last.state == "Bonjour la maison"
     assert last.attributes["sender"] == "alarm@example.org"
-    assert (
-        hass.states.get(entity_id(hass, entry, "binary_sensor", "connection")).state
-        == STATE_ON
-    )
+    connection = hass.states.get(entity_id(hass, entry, "binary_sensor", "connection"))
+    assert connection.state == STATE_ON
+    assert connection.attributes["push_mode"] == "idle"  # Dovecot offers IDLE
 
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
@@ -313,3 +312,15 @@ async def test_diagnostics_redact_secrets(
     assert diag["state"]["last_error"] == "login of **REDACTED** refused"
     assert diag["state"]["connected"] is True
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_connection_attributes_say_polling_when_push_is_off(
+    hass: HomeAssistant, entry_factory, mail_user: MailUser
+) -> None:
+    entry = entry_factory(mail_user, options={"push": False})
+    await setup(hass, entry)
+    connection = entity_id(hass, entry, "binary_sensor", "connection")
+    await wait_for(hass, lambda: hass.states.get(connection).state == STATE_ON)
+    assert hass.states.get(connection).attributes["push_mode"] == "polling"
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()

@@ -153,6 +153,7 @@ async def test_outage_backoff_and_password_change(
         "sensor", DOMAIN, f"{entry.entry_id}_waiting"
     )
     assert hass.states.get(connection).state == "on"
+    assert hass.states.get(connection).attributes["push_mode"] == "polling"
 
     await hass.async_add_executor_job(own_dovecot.deliver, user, make_message("before"))
     await hass.async_add_executor_job(own_dovecot.stop)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,16 @@ from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
+from homeassistant.util import dt as dt_util
 from homeassistant.util import slugify
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     async_capture_events,
+    async_fire_time_changed,
 )
 
 from custom_components.mail_relay.const import (
+    CONF_POLL_INTERVAL,
     CONF_RECIPIENTS,
     CONF_SENDER_NAME,
     CONF_SMTP_PORT,
@@ -33,7 +37,13 @@ from custom_components.mail_relay.mail import smtp as smtp_module
 from custom_components.mail_relay.services import MAX_ATTACHMENT_BYTES
 from tests.ha.helpers import wait_for
 from tests.mailserver import DovecotServer, MailUser, SmtpServer
-from tests.mailserver.dovecot import make_message
+from tests.mailserver.dovecot import (
+    FRENCH_NAME,
+    FRENCH_SUBJECT,
+    FRENCH_TEXT,
+    make_message,
+)
+from tests.mailserver.postfix import PostfixServer
 from tests.mailserver.scripted import ScriptedServer
 
 PNG = bytes.fromhex(
@@ -572,3 +582,64 @@ async def test_unconfirmed_notification_is_sent_once_and_said_so(
         assert "may have been delivered" in str(error)
         assert len(server.messages) == 1
         await _unload(hass, entry)
+
+
+async def test_french_letter_by_send_mail_through_postfix_arrives_identical(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    postfix: PostfixServer,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    """``send_mail`` → Postfix (STARTTLS, SASL) → LMTP → the event, IMAP and POP3."""
+    base = entry_factory(mail_user, options={CONF_SENDER_NAME: FRENCH_NAME})
+    sender = await _setup(
+        hass,
+        MockConfigEntry(
+            domain=DOMAIN,
+            title=base.title,
+            data={**base.data, CONF_SMTP_PORT: postfix.starttls_port},
+            options=base.options,
+            unique_id=base.unique_id,
+        ),
+    )
+    reader = dovecot.add_user()
+    await _setup(hass, entry_factory(reader, smtp_security=None))
+    await _setup(
+        hass,
+        entry_factory(
+            reader,
+            protocol="pop3",
+            smtp_security=None,
+            options={CONF_POLL_INTERVAL: 60},
+        ),
+    )
+    events = async_capture_events(hass, EVENT_NEW_MAIL)
+    await hass.services.async_call(
+        DOMAIN,
+        "send_mail",
+        {
+            "config_entry_id": sender.entry_id,
+            "to": [reader.address],
+            "subject": FRENCH_SUBJECT,
+            "text": FRENCH_TEXT,
+        },
+        blocking=True,
+    )
+    await wait_for(hass, lambda: len(events) == 1, timeout=15)  # IMAP: pushed
+    # POP3 is polled: the next poll (the IMAP watcher runs on, so no waiting
+    # for every background task here).
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=60))
+    await wait_for(hass, lambda: len(events) == 2, timeout=15)
+    by = {event.data["protocol"]: event.data for event in events}
+    assert set(by) == {"imap", "pop3"}
+    for data in by.values():
+        assert data["subject"] == FRENCH_SUBJECT
+        assert data["sender_name"] == FRENCH_NAME
+        assert data["sender"] == mail_user.address
+        assert data["text"].strip() == FRENCH_TEXT
+    transport = {"entry_id", "protocol", "folder", "uid", "uidvalidity", "size"}
+    imap_data, pop3_data = (
+        {k: v for k, v in by[p].items() if k not in transport} for p in ("imap", "pop3")
+    )
+    assert imap_data == pop3_data

@@ -20,6 +20,7 @@ from custom_components.mail_relay.mail.errors import (
     CertificateError,
     ConnectError,
     MessageNotFoundError,
+    ProtocolError,
     StartTlsUnavailableError,
 )
 from custom_components.mail_relay.mail.imap import (
@@ -977,16 +978,20 @@ async def test_append_to_sent_folder_found_by_special_use_or_name(
 async def test_a_search_answer_of_a_million_uids_moves_no_mark_past_real_mail(
     dovecot: DovecotServer, tls_context: Any
 ) -> None:
-    """Every UID SEARCH answer is replaced by UIDs 1 to 1,000,000.
+    """Every answer listing UIDs claims UIDs 1 to 1,000,000 (SEARCH) or 2,000 (FETCH).
 
     Only UIDs the folder's UIDNEXT allows are fetched; mail that arrives later
     is still reported.
     """
     user = dovecot.add_user()
     bogus = b"* SEARCH " + b" ".join(b"%d" % n for n in range(1, 1_000_001)) + b"\r\n"
+    bogus_fetch = b"".join(b"* %d FETCH (UID %d)\r\n" % (n, n) for n in range(1, 2_001))
 
     def hostile(data: bytes) -> bytes:
-        return re.sub(rb"\* SEARCH[^\r\n]*\r\n", lambda _m: bogus, data)
+        data = re.sub(rb"\* SEARCH[^\r\n]*\r\n", lambda _m: bogus, data)
+        return re.sub(
+            rb"(?:\* \d+ FETCH \(UID \d+\)\r\n)+", lambda _m: bogus_fetch, data
+        )
 
     async with FaultyProxy(dovecot.host, dovecot.imap_port) as proxy:
         proxy.rewrite = hostile
@@ -1006,3 +1011,39 @@ async def test_a_search_answer_of_a_million_uids_moves_no_mark_past_real_mail(
     assert sink.subjects == ["one", "two", "three"]
     assert [e.uid for e in sink.events] == ["1", "2", "3"]
     assert watcher.state.last_uid == 3
+
+
+@pytest.mark.usefixtures("trust_test_cert")
+async def test_sent_copy_and_move_under_a_personal_namespace(
+    courier_layout: DovecotServer,
+) -> None:
+    user = courier_layout.add_user()
+    courier_layout.deliver(user, make_message(subject="à archiver"))
+    client = ImapClient(
+        settings_for(courier_layout, user), ssl_context=create_ssl_context()
+    )
+    await client.connect()
+    try:
+        namespace = await client.namespace()
+        assert (namespace.prefix, namespace.delimiter) == ("INBOX.", ".")
+        # A folder at the root is refused there, as on Courier.
+        with pytest.raises(ProtocolError):
+            await client.create_folder("Elsewhere")
+        sent = await client.sent_folder()
+        assert sent == "INBOX.Sent"
+        assert await client.sent_folder() == "INBOX.Sent"  # found, not made again
+        await client.append(sent, b"Subject: copie\r\n\r\nbody\r\n")
+        _, uidnext = await client.select("Sent")  # the user's name works too
+        assert uidnext == 2
+        await client.create_folder("INBOX.Archive")
+        await client.select("INBOX")
+        await client.move([1], "Archive")
+        _, uidnext = await client.select("Archive")
+        assert uidnext == 2
+        assert sorted(await client.list_folders()) == [
+            "INBOX",
+            "INBOX.Archive",
+            "INBOX.Sent",
+        ]
+    finally:
+        await client.logout()

@@ -15,10 +15,14 @@ from typing import Any
 import pytest
 
 from custom_components.mail_relay.mail.imap import (
+    ListEntry,
+    Namespace,
     parse_bodystructure,
     parse_data,
     parse_fetch,
     parse_internaldate,
+    parse_list,
+    parse_namespace,
 )
 from custom_components.mail_relay.mail.imap.parse import _numbers
 
@@ -265,3 +269,99 @@ SEARCH_ROWS = [
 @pytest.mark.parametrize(("raw_lines", "expected"), SEARCH_ROWS)
 def test_search_numbers(raw_lines: list[bytes], expected: list[int]) -> None:
     assert _numbers(Response("OK", raw_lines)) == expected
+
+
+# -- NAMESPACE (aioimaplib strips the NAMESPACE word) -----------------------------
+
+NAMESPACE_ROWS = [
+    pytest.param(
+        [b'(("INBOX." ".")) NIL (("#shared." ".")("shared." "."))', b"OK"],
+        Namespace("INBOX.", "."),
+        id="courier-5.0",
+    ),
+    pytest.param(
+        [b'(("" "/")) (("~" "/")) (("#shared/" "/")("#public/" "/"))', b"OK"],
+        Namespace("", "/"),
+        id="dovecot-default",
+    ),
+    pytest.param(
+        [b'(("INBOX." ".")) (("user." ".")) (("" "."))', b"Ok Completed"],
+        Namespace("INBOX.", "."),
+        id="cyrus-altnamespace-off",
+    ),
+    pytest.param(
+        [b'(("" "/" "X-PARAM" ("FLAG1" "FLAG2"))) NIL NIL', b"OK"],
+        Namespace("", "/"),
+        id="rfc2342-extension-data",
+    ),
+    pytest.param([b'(("" NIL)) NIL NIL', b"OK"], Namespace("", None), id="flat"),
+    pytest.param(
+        [b'((" &AMk-l&AOk-ments/" "/")) NIL NIL', b"OK"],
+        Namespace(" Éléments/", "/"),
+        id="modified-utf7-prefix",
+    ),
+    pytest.param([b"NIL NIL NIL", b"OK"], None, id="no-personal-namespace"),
+    pytest.param([b"OK"], None, id="only-status"),
+]
+
+
+@pytest.mark.parametrize(("raw_lines", "expected"), NAMESPACE_ROWS)
+def test_parse_namespace(raw_lines: list[bytes], expected: Namespace | None) -> None:
+    assert parse_namespace(raw_lines) == expected
+
+
+FOLDER_ROWS = [
+    # namespace, the user's name, the server's name, and back
+    (Namespace("INBOX.", "."), "Sent", "INBOX.Sent"),
+    (Namespace("INBOX.", "."), "INBOX", "INBOX"),
+    (Namespace("INBOX.", "."), "INBOX.Sent", "INBOX.Sent"),
+    (Namespace("INBOX", "."), "Envoyés", "INBOX.Envoyés"),
+    (Namespace("", "/"), "Sent", "Sent"),
+    (Namespace("", None), "Sent", "Sent"),
+]
+
+
+@pytest.mark.parametrize(("namespace", "name", "full"), FOLDER_ROWS)
+def test_namespace_folder_names(namespace: Namespace, name: str, full: str) -> None:
+    assert namespace.folder(name) == full
+    if name.upper() != "INBOX":
+        assert namespace.relative(full) == name.removeprefix("INBOX.")
+
+
+# -- LIST (aioimaplib strips the LIST word) ----------------------------------------
+
+LIST_ROWS = [
+    pytest.param(
+        [
+            b'(\\Unmarked \\HasChildren) "." "INBOX"',
+            b'(\\HasNoChildren \\Sent) "." "INBOX.Sent"',
+            b"OK LIST completed",
+        ],
+        [
+            ListEntry("INBOX", ".", frozenset({"\\unmarked", "\\haschildren"})),
+            ListEntry("INBOX.Sent", ".", frozenset({"\\hasnochildren", "\\sent"})),
+        ],
+        id="courier-5.0",
+    ),
+    pytest.param(
+        [b'(\\Noselect) "/" ""', b"List completed."],
+        [ListEntry("", "/", frozenset({"\\noselect"}))],
+        id="dovecot-delimiter-query",
+    ),
+    pytest.param(
+        [b"(\\HasNoChildren) NIL INBOX", b"OK"],
+        [ListEntry("INBOX", None, frozenset({"\\hasnochildren"}))],
+        id="flat-nil-delimiter-atom-name",
+    ),
+    pytest.param(
+        [b'() "/" {13}', bytearray(b"Envoy&AOk-s x"), b"", b"OK"],
+        [ListEntry("Envoyés x", "/", frozenset())],
+        id="literal-name-modified-utf7",
+    ),
+    pytest.param([b"garbage (", b"OK"], [], id="garbage"),
+]
+
+
+@pytest.mark.parametrize(("raw_lines", "expected"), LIST_ROWS)
+def test_parse_list(raw_lines: list[Any], expected: list[ListEntry]) -> None:
+    assert parse_list(raw_lines) == expected

@@ -1,8 +1,10 @@
 """Real mail servers for tests and for ``scripts/develop``.
 
 Dovecot (IMAP, IMAPS, POP3, POP3S, LMTP) runs from a generated configuration in a
-temporary directory, and aiosmtpd provides SMTP in three modes. Everything binds
-127.0.0.1 on free ports and is torn down by ``stop()``.
+temporary directory, and aiosmtpd provides SMTP in three modes. Cyrus IMAP
+(``cyrus``) and Postfix submission (``postfix``) run the same way from Debian
+packages ``scripts/setup`` unpacked (``unpacked``). Everything binds 127.0.0.1 on
+free ports and is torn down by ``stop()``.
 """
 
 from .certs import TestCertificate, make_certificate

@@ -143,6 +143,17 @@ NON_ASCII_SUBJECT = "Tür offen – Temperatur 23 °C ✓ 温度"
 NON_ASCII_TEXT = "Grüße aus dem Keller – 23 °C, l’alarme, 5 €, œuvre 🚪"
 
 
+# A French letter as a person writes it: accents, typographic apostrophes and
+# quotes, a euro sign, œ, a long subject the encoder folds, an accented name.
+FRENCH_SUBJECT = "Relevé du compteur : l’eau a coulé toute la nuit – « alerte » à 5 €"
+FRENCH_NAME = "Hélène Lefèvre-Dupré"
+FRENCH_TEXT = (
+    "Bonjour,\n\nLe capteur de la cave signale une fuite : 23,5 °C, humidité 97 %.\n"
+    "L’œuvre de la nuit coûtera sûrement plus de 5 € ; ça mérite qu’on s’y intéresse."
+    "\n\nÀ bientôt,\nHélène"
+)
+
+
 def non_ascii_message(to: str) -> bytes:
     """Return a message with NON_ASCII_SUBJECT and an 8-bit NON_ASCII_TEXT body."""
     return (
@@ -162,6 +173,8 @@ def non_ascii_message(to: str) -> bytes:
 class DovecotServer:
     """One Dovecot instance: IMAP(+STARTTLS), IMAPS, POP3(+STLS), POP3S and LMTP.
 
+    Its auth service also listens on TCP (``auth_port``), for Postfix's SASL.
+
     With ``tls=False`` the server offers neither STARTTLS/STLS nor the implicit-TLS
     ports, which is how tests prove that a STARTTLS account fails closed.
 
@@ -169,14 +182,21 @@ class DovecotServer:
     (``version``); both behave the same.
     """
 
+    family = "dovecot"
+
     def __init__(
         self,
         cert: TestCertificate,
         *,
         tls: bool = True,
         ports: dict[str, int] | None = None,
+        namespace: tuple[str, str] | None = None,
     ) -> None:
         """Prepare the configuration; ``start()`` runs the server.
+
+        ``namespace``: the personal namespace's (prefix, separator), for example
+        ``("INBOX.", ".")`` to lay folders out as Courier does: a folder created
+        at the root is then refused.
 
         The files live in a directory of their own under the system temp dir,
         readable by the unprivileged user Dovecot delivers mail as when we are
@@ -190,11 +210,14 @@ class DovecotServer:
         )
         self.cert = cert
         self.tls = tls
+        self.namespace = namespace
         self.host = "127.0.0.1"
         fixed = ports or {}
         self.imap_port = fixed.get("imap") or free_port()
         self.pop3_port = fixed.get("pop3") or free_port()
         self.lmtp_port = fixed.get("lmtp") or free_port()
+        # Postfix asks Dovecot's auth service over TCP (tests/mailserver/postfix.py).
+        self.auth_port = fixed.get("auth") or free_port()
         self.imaps_port = (fixed.get("imaps") or free_port()) if tls else 0
         self.pop3s_port = (fixed.get("pop3s") or free_port()) if tls else 0
         self._process: subprocess.Popen[bytes] | None = None
@@ -277,7 +300,15 @@ class DovecotServer:
             gid=self._mail_gid,
             home=f"{d}/home/{user}",
         )
+        namespace = ""
+        if self.namespace is not None:
+            prefix, separator = self.namespace
+            namespace = (
+                "namespace inbox {\n  inbox = yes\n"
+                f"  prefix = {prefix}\n  separator = {separator}\n}}\n"
+            )
         return f"""{header}
+{namespace}
 base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
@@ -327,6 +358,9 @@ service anvil {{
 # The passwd-file sits in a private temp dir: read it as the running user.
 service auth {{
   user = {me.pw_name}
+  inet_listener auth-postfix {{
+    port = {self.auth_port}
+  }}
 }}
 service auth-worker {{
   user = {me.pw_name}
@@ -361,7 +395,7 @@ service auth-worker {{
 
     def ports(self) -> list[int]:
         """Return every port this server listens on."""
-        ports = [self.imap_port, self.pop3_port, self.lmtp_port]
+        ports = [self.imap_port, self.pop3_port, self.lmtp_port, self.auth_port]
         if self.tls:
             ports += [self.imaps_port, self.pop3s_port]
         return ports

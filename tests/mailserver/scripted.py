@@ -1,8 +1,9 @@
-"""A scripted SMTP server: a real TCP listener answering commands from a table.
+"""Scripted SMTP and IMAP servers: real TCP listeners answering from a table.
 
-For server behaviour aiosmtpd cannot produce: HELO-only servers, temporary AUTH
-failures, data smuggled behind a STARTTLS reply, garbled replies, hang-ups,
-replies that never come (an empty reply sends nothing) or come slowly.
+For server behaviour aiosmtpd and Dovecot cannot produce: HELO-only servers,
+temporary AUTH failures, data smuggled behind a STARTTLS reply, garbled replies,
+hang-ups, replies that never come (an empty reply sends nothing) or come
+slowly, broken SEARCH.
 """
 
 from __future__ import annotations
@@ -97,3 +98,59 @@ class ScriptedServer:
             writer.write(answer.encode() + b"\r\n")
             await writer.drain()
         return not hang_up
+
+
+class ScriptedImapServer:
+    """A scripted IMAP server: answers each tagged command from a table.
+
+    Keys are command texts without the tag (``UID FETCH 63:* (UID)``), matched
+    as prefixes, the longest first, case-insensitively; values are the answer
+    lines, ``{tag}`` standing for the command's tag. When no line starts with
+    ``{tag}``, ``{tag} OK done`` is added. Unknown commands get ``BAD``.
+    For server bugs Dovecot cannot be made to show (GNU Mailutils' SEARCH).
+    """
+
+    def __init__(self, script: dict[str, str], greeting: str) -> None:
+        self.script = script
+        self.greeting = greeting
+        self.commands: list[str] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> ScriptedImapServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        await self._server.wait_closed()
+
+    def _answer(self, tag: str, command: str) -> str:
+        keys = sorted(self.script, key=len, reverse=True)
+        key = next((k for k in keys if command.upper().startswith(k.upper())), None)
+        if key is None:
+            return f"{tag} BAD unknown command\r\n"
+        lines = self.script[key].replace("{tag}", tag).split("\r\n")
+        if not any(line.startswith(f"{tag} ") for line in lines):
+            lines.append(f"{tag} OK done")
+        return "".join(line + "\r\n" for line in lines)
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self._writers.append(writer)
+        with contextlib.suppress(ConnectionError):
+            writer.write(self.greeting.encode() + b"\r\n")
+            while line := (await reader.readline()).decode().rstrip("\r\n"):
+                tag, _, command = line.partition(" ")
+                self.commands.append(command)
+                writer.write(self._answer(tag, command).encode())
+                await writer.drain()
+                if command.upper() == "LOGOUT":
+                    break
+        writer.close()

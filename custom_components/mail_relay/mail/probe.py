@@ -11,7 +11,7 @@ import asyncio
 import ssl
 from functools import partial
 
-from .errors import AuthError, OAuthRequiredError
+from .errors import AuthError, OAuthRequiredError, ProtocolError
 from .imap import ImapClient
 from .models import Protocol, Security, ServerSettings
 from .options import Timeouts
@@ -94,23 +94,47 @@ async def smtp_login(
         await sender.close()
 
 
+# Warnings of a login test that succeeded: the server works, with a quirk the
+# user should hear of (hosts translate the key).
+SEARCH_INCONSISTENT = "search_inconsistent"
+
+
+async def _imap_quirks(client: ImapClient) -> list[str]:
+    """Probe INBOX for the quirks that would make other clients miss mail."""
+    try:
+        await client.select("INBOX", readonly=True)
+        consistent = await client.search_consistent()
+    except ProtocolError:  # the login worked; the watcher will say the rest
+        return []
+    return [SEARCH_INCONSISTENT] if consistent is False else []
+
+
 async def _login(
     settings: ServerSettings, protocol: Protocol, io_timeout: float
-) -> None:
+) -> list[str]:
     if protocol is Protocol.IMAP:
-        await (await imap_login(settings, io_timeout)).logout()
-    elif protocol is Protocol.POP3:
+        client = await imap_login(settings, io_timeout)
+        try:
+            return await _imap_quirks(client)
+        finally:
+            await client.logout()
+    if protocol is Protocol.POP3:
         await pop3_login(settings, io_timeout)
     else:
         await smtp_login(settings, io_timeout)
+    return []
 
 
 async def test_login(
     settings: ServerSettings, protocol: Protocol, *, io_timeout: float = DEFAULT_TIMEOUT
-) -> None:
-    """Prove the settings work: connect, secure, log in, leave."""
+) -> list[str]:
+    """Prove the settings work: connect, secure, log in, leave; return warnings.
+
+    A warning (``SEARCH_INCONSISTENT``) means the account works but the
+    server misbehaves in a way the user should know of.
+    """
     try:
-        await _login(settings, protocol, io_timeout)
+        return await _login(settings, protocol, io_timeout)
     except AuthError as err:
         hinted = oauth_hint(settings, err)
         if hinted is err:

@@ -46,7 +46,7 @@ from ..errors import (
 from ..models import Security, ServerSettings
 from ..tls import create_ssl_context, shrink_read_buffer
 from ..trace import MASK, RECV, SEND, Trace
-from .parse import Response, _capabilities, _last_text, _text, parse_fetch
+from .parse import Namespace, Response, _capabilities, _last_text, _text, parse_fetch
 from .syntax import quote, uid_set
 
 _LOGGER = logging.getLogger(__name__)
@@ -78,6 +78,11 @@ MAX_ANSWER_BYTES = 64 * _MIB
 # Pieces of a line are kept here and joined once: aioimaplib re-joins the
 # pending line with every packet, quadratic on an endless line.
 MAX_LINE_BYTES = 16 * _MIB
+# aioimaplib handles the lines of one piece of data recursively (a few stack
+# frames per line): 64 KB of short FETCH lines, as ``UID FETCH 1:* (UID)`` on
+# a big folder answers, would exceed Python's recursion limit. Pieces are fed
+# to it this many lines at a time (TCP may split data anywhere: it copes).
+LINES_PER_FEED = 100
 
 
 class _ConnectionLostError(Exception):
@@ -135,8 +140,11 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
             d = b"".join([*self._held, d])
             self._held.clear()
             self._held_bytes = 0
-        super().data_received(d)
-        self._check_literal()
+        for piece in _by_lines(d, LINES_PER_FEED):
+            super().data_received(piece)
+            self._check_literal()
+            if self.transport is None or self.transport.is_closing():
+                return  # refused: the rest is not read
 
     def _check_literal(self) -> None:
         """Refuse a literal announced beyond what is left of the answer's budget."""
@@ -198,6 +206,23 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         return super()._untagged_response(line)
 
 
+def _by_lines(data: bytes, lines: int) -> list[bytes]:
+    """Split ``data`` after every ``lines``-th newline (the last piece the rest)."""
+    pieces: list[bytes] = []
+    start = 0
+    while True:
+        end = start
+        for _ in range(lines):
+            end = data.find(b"\n", end) + 1
+            if end == 0:
+                break
+        if end == 0 or end >= len(data):
+            pieces.append(data[start:])
+            return pieces
+        pieces.append(data[start:end])
+        start = end
+
+
 class ImapConnection:
     """The connection half of ``ImapClient``: connect, log in, run commands, IDLE."""
 
@@ -222,6 +247,7 @@ class ImapConnection:
         self._lost = asyncio.Event()
         self._broken = False
         self._lock = asyncio.Lock()
+        self._namespace: Namespace | None = None  # the client's, per connection
 
     # -- connection -------------------------------------------------------
 
@@ -249,6 +275,7 @@ class ImapConnection:
         self._proto = proto
         self._lost.clear()
         self._broken = False
+        self._namespace = None
         implicit = settings.security is Security.SSL
         try:
             with self._errors("connect"):
@@ -470,12 +497,13 @@ class ImapConnection:
         return response
 
     async def _uid_fetch(
-        self, uids: list[int], items: str
+        self, uids: list[int] | str, items: str
     ) -> dict[int, dict[str, Any]]:
+        """UID FETCH a list of UIDs, or a set as written (``63:*``)."""
         proto = self._require()
         command = aioimaplib.FetchCommand(
             proto.new_tag(),
-            uid_set(uids),
+            uids if isinstance(uids, str) else uid_set(uids),
             items,
             prefix="UID",
             loop=proto.loop,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import date
 from typing import Any
@@ -26,6 +27,8 @@ from .adapter import SELECTED, ImapConnection
 from .parse import (
     MAX_TEXT_BYTES,
     FetchedMessage,
+    ListEntry,
+    Namespace,
     _decode_part,
     _int,
     _iso,
@@ -33,16 +36,19 @@ from .parse import (
     _numbers,
     _response_codes,
     _section_data,
-    _text,
     build_event,
     fetched_message,
-    parse_data,
+    parse_list,
+    parse_namespace,
     response_data,
     text_bytes_for,
 )
-from .syntax import _chunks, decode_mailbox, imap_date, mailbox_arg, uid_set
+from .syntax import _chunks, imap_date, mailbox_arg, quote, uid_set
 
 _LOGGER = logging.getLogger(__name__)
+
+# UIDs compared by the SEARCH consistency probe (setup, ``mail-relay check``).
+PROBE_UIDS = 100
 
 # UIDs per FETCH/STORE command: keeps command lines and responses bounded.
 BATCH_SIZE = 100
@@ -59,7 +65,7 @@ SENT_FOLDER_NAMES = (
     "Sent Items",
     "Sent Messages",
     "Sent Mail",
-    "INBOX.Sent",
+    "INBOX.Sent",  # a child of INBOX on servers whose namespace is the root
     "Envoyés",
     "Messages envoyés",
     "Éléments envoyés",
@@ -79,10 +85,15 @@ class ImapClient(ImapConnection):
     # -- folders ------------------------------------------------------------
 
     async def select(self, folder: str, readonly: bool = False) -> tuple[int, int]:
-        """Open a folder; return (UIDVALIDITY, UIDNEXT)."""
+        """Open a folder; return (UIDVALIDITY, UIDNEXT).
+
+        ``folder`` is the user's name; under a personal namespace (Courier's
+        ``INBOX.``) the server's full name is looked up first.
+        """
+        wire_name = await self.resolve_folder(folder)
         async with self._lock:
             name = "EXAMINE" if readonly else "SELECT"
-            response = await self._execute(self._command(name, mailbox_arg(folder)))
+            response = await self._execute(self._command(name, mailbox_arg(wire_name)))
             if response.result != "OK":
                 self.selected = None
                 raise ProtocolError(
@@ -100,50 +111,101 @@ class ImapClient(ImapConnection):
             return self.uidvalidity, uidnext
 
     async def _uidnext_by_search(self) -> int:
-        """For servers that leave UIDNEXT out of SELECT."""
-        response = await self._ok(self._command("SEARCH", "UID", "1:*", prefix="UID"))
-        return max(_numbers(response), default=0) + 1
+        """For servers that leave UIDNEXT out of SELECT: the highest UID, plus one."""
+        try:
+            async with self._lock:
+                found = await self._uid_fetch("*", "(UID)")
+        except ProtocolError:  # some servers refuse ``*`` in an empty folder
+            return 1
+        return max(found, default=0) + 1
+
+    async def _list(self, pattern: str = "*") -> list[ListEntry]:
+        async with self._lock:
+            response = await self._ok(self._command("LIST", '""', quote(pattern)))
+        return parse_list(response.lines)
 
     async def _folders_with_flags(self) -> list[tuple[str, set[str]]]:
         """Return the selectable folders, decoded, with their lower-case flags."""
-        async with self._lock:
-            response = await self._ok(self._command("LIST", '""', '"*"'))
-        tokens = parse_data(response_data(response.lines))
-        folders: list[tuple[str, set[str]]] = []
-        # Each answer is (flags) delimiter name.
-        for index in range(len(tokens) - 2):
-            flags, name = tokens[index], tokens[index + 2]
-            if not isinstance(flags, list) or not isinstance(name, bytes):
-                continue
-            lowered = {_text(f).lower() for f in flags}
-            if {"\\noselect", "\\nonexistent"} & lowered:
-                continue
-            folders.append((decode_mailbox(_text(name)), lowered))
-        return folders
+        return [
+            (entry.name, set(entry.flags))
+            for entry in await self._list()
+            if not {"\\noselect", "\\nonexistent"} & entry.flags
+        ]
 
     async def list_folders(self) -> list[str]:
         """Names of the folders that can be selected, decoded."""
         return [name for name, _ in await self._folders_with_flags()]
 
+    async def namespace(self) -> Namespace:
+        """Where the user's folders live: NAMESPACE (RFC 2342), delimiter from LIST.
+
+        Courier keeps them under ``INBOX.`` with ``.``: a folder made at the
+        root is refused there. Asked once per connection.
+        """
+        if self._namespace is not None:
+            return self._namespace
+        found: Namespace | None = None
+        if "NAMESPACE" in self.capabilities:
+            try:
+                async with self._lock:
+                    response = await self._ok(self._command("NAMESPACE"))
+                found = parse_namespace(response.lines)
+            except ProtocolError as err:
+                _LOGGER.debug("NAMESPACE refused, using the root: %s", err)
+        if found is None or found.delimiter is None:
+            # ``LIST "" ""`` answers the hierarchy delimiter (RFC 3501 6.3.8).
+            entries = await self._list("")
+            delimiter = entries[0].delimiter if entries else None
+            found = Namespace(found.prefix if found else "", delimiter)
+        self._namespace = found
+        return found
+
+    async def resolve_folder(self, name: str) -> str:
+        """Return the server's name for a user's folder (``Archive`` -> ``INBOX.Archive``).
+
+        A name that exists as given wins; else the one under the personal
+        namespace when that exists; else the name as given (the server says no).
+        """
+        if name.upper() == "INBOX":
+            return name
+        namespace = await self.namespace()
+        full = namespace.folder(name)
+        if full == name:
+            return name
+        names = {entry.name for entry in await self._list()}
+        if name in names or full not in names:
+            return name
+        return full
+
     async def sent_folder(self) -> str:
         r"""Return the folder mail clients keep sent mail in; create it if missing.
 
         The server's SPECIAL-USE ``\Sent`` flag (RFC 6154) wins; then the
-        usual names, French ones included; else a new "Sent".
+        usual names, French ones included, at the root or under the personal
+        namespace; else a new "Sent" where the namespace says folders go.
         """
         folders = await self._folders_with_flags()
         for name, flags in folders:
             if "\\sent" in flags:
                 return name
-        by_name = {name.casefold(): name for name, _ in folders}
+        namespace = await self.namespace()
+        by_name: dict[str, str] = {}
+        for name, _ in folders:
+            by_name.setdefault(name.casefold(), name)
+            by_name.setdefault(namespace.relative(name).casefold(), name)
         for usual in SENT_FOLDER_NAMES:
             if usual.casefold() in by_name:
                 return by_name[usual.casefold()]
-        await self.create_folder("Sent")
-        return "Sent"
+        sent = namespace.folder("Sent")
+        await self.create_folder(sent)
+        return sent
 
     async def append(self, folder: str, message: bytes) -> None:
-        """Store a copy of a message (marked read) in a folder."""
+        """Store a copy of a message (marked read) in a folder.
+
+        Line ends become CRLF, as RFC 3501 wants: Cyrus refuses bare newlines.
+        """
+        message = re.sub(rb"\r?\n", b"\r\n", message)
         async with self._lock:
             proto = self._require()
             command = self._command(
@@ -171,35 +233,45 @@ class ImapClient(ImapConnection):
         match = re.search(rb"\bUIDNEXT\s+(\d+)", response_data(response.lines))
         return int(match.group(1)) if match else None
 
+    async def new_uids(self, last_uid: int, uidnext: int | None = None) -> list[int]:
+        """UIDs above the mark, ascending, at most ``SEARCH_WINDOW`` of them.
+
+        By ``UID FETCH first:last (UID)``, not SEARCH: GNU Mailutils' imap4d
+        answers ``UID SEARCH UID n:*`` with nothing, so a SEARCH-based watcher
+        would never see mail there. With ``uidnext`` only UIDs below it are
+        asked for and kept: the server has assigned no other, so an answer
+        with more cannot move the mark past mail still to come. ``n:*`` always
+        matches the highest UID, even below ``n``: filtered. A server that
+        refuses the FETCH (some answer BAD for ``*`` in an empty folder) is
+        asked by SEARCH instead.
+        """
+        span = _uid_span(last_uid, uidnext)
+        if span is None:
+            return []
+        try:
+            async with self._lock:
+                found = await self._uid_fetch(span, "(UID)")
+        except ProtocolError as err:
+            _LOGGER.debug("UID FETCH refused, asking by SEARCH: %s", err)
+            return await self.search_since(last_uid, uidnext)
+        return _in_window(found, last_uid, uidnext)
+
     async def search_since(
         self, last_uid: int, uidnext: int | None = None
     ) -> list[int]:
-        """UIDs above the mark, ascending, at most ``SEARCH_WINDOW`` of them.
+        """Return what ``UID SEARCH UID`` answers for the span ``new_uids`` asks.
 
-        With ``uidnext`` only UIDs below it are asked for and kept: the server
-        has assigned no other, so an answer with more cannot move the mark
-        past mail still to come. ``n:*`` always matches the highest UID, even
-        below ``n``: filter.
+        The fallback of ``new_uids``, and the other side of the consistency
+        probe (``search_consistent``).
         """
-        first = last_uid + 1
-        last = None if uidnext is None else min(uidnext - 1, last_uid + SEARCH_WINDOW)
-        if last is not None and last < first:
+        span = _uid_span(last_uid, uidnext)
+        if span is None:
             return []
         async with self._lock:
             response = await self._ok(
-                self._command(
-                    "SEARCH",
-                    "UID",
-                    f"{first}:{'*' if last is None else last}",
-                    prefix="UID",
-                )
+                self._command("SEARCH", "UID", span, prefix="UID")
             )
-        uids = sorted(
-            uid
-            for uid in set(_numbers(response))
-            if uid >= first and (last is None or uid <= last)
-        )
-        return uids[:SEARCH_WINDOW]
+        return _in_window(_numbers(response), last_uid, uidnext)
 
     async def search_arrived_since(self, day: date, uidnext: int) -> list[int]:
         """UIDs below ``uidnext`` of mail that arrived on ``day`` or later.
@@ -213,15 +285,34 @@ class ImapClient(ImapConnection):
             )
         return sorted(uid for uid in set(_numbers(response)) if 0 < uid < uidnext)
 
+    async def search_consistent(self) -> bool | None:
+        """Whether UID SEARCH agrees with UID FETCH in the selected folder.
+
+        None when the folder is empty (nothing to compare). Servers that get
+        it wrong still work for watching (``new_uids`` uses FETCH), but other
+        mail programs will miss mail there, and users should know why.
+        """
+        # The newest ones only: aioimaplib's handling of an answer grows
+        # faster than its length, and a big INBOX would slow every setup.
+        uidnext = await self.uidnext(self.selected) if self.selected else None
+        start = 0 if uidnext is None else max(0, uidnext - 1 - PROBE_UIDS)
+        fetched = await self.new_uids(start, uidnext)
+        if not fetched:
+            return None
+        try:
+            everything = await self.search_since(start, uidnext)
+            last = await self.search_since(fetched[-1] - 1)
+        except ProtocolError:
+            return False
+        return everything == fetched and last == fetched[-1:]
+
     async def existing(self, uids: list[int]) -> set[int]:
-        """Which of these UIDs exist in the selected folder."""
+        """Which of these UIDs exist in the selected folder (by FETCH, as above)."""
         if not uids:
             return set()
         async with self._lock:
-            response = await self._ok(
-                self._command("SEARCH", "UID", uid_set(uids), prefix="UID")
-            )
-        return set(_numbers(response)) & set(uids)
+            found = await self._uid_fetch(uids, "(UID)")
+        return set(found) & set(uids)
 
     async def unread_count(self) -> int:
         """Unseen messages in the selected folder (ESEARCH COUNT when offered)."""
@@ -480,6 +571,7 @@ class ImapClient(ImapConnection):
     async def move(self, uids: list[int], target: str) -> None:
         r"""MOVE when offered, else COPY + ``\Deleted`` + (UID) EXPUNGE."""
         wanted = await self._require_uids(uids)
+        target = await self.resolve_folder(target)
         for batch in _chunks(wanted, BATCH_SIZE):
             if "MOVE" in self.capabilities:
                 async with self._lock:
@@ -503,3 +595,21 @@ class ImapClient(ImapConnection):
         wanted = await self._require_uids(uids)
         await self._store(wanted, "(\\Deleted)")
         await self._expunge(wanted)
+
+
+def _uid_span(last_uid: int, uidnext: int | None) -> str | None:
+    """Return the UID range above the mark to ask for; None when it is empty."""
+    first = last_uid + 1
+    if uidnext is None:
+        return f"{first}:*"
+    last = min(uidnext - 1, last_uid + SEARCH_WINDOW)
+    return None if last < first else f"{first}:{last}"
+
+
+def _in_window(uids: Iterable[int], last_uid: int, uidnext: int | None) -> list[int]:
+    """Keep the UIDs of the span, ascending, at most ``SEARCH_WINDOW``."""
+    last = None if uidnext is None else min(uidnext - 1, last_uid + SEARCH_WINDOW)
+    kept = sorted(
+        uid for uid in set(uids) if uid > last_uid and (last is None or uid <= last)
+    )
+    return kept[:SEARCH_WINDOW]

@@ -1,4 +1,4 @@
-"""Tolerant parsers for IMAP answers: FETCH, BODYSTRUCTURE, INTERNALDATE, SEARCH.
+"""Tolerant parsers for IMAP answers: FETCH, BODYSTRUCTURE, SEARCH, NAMESPACE, LIST.
 
 Nothing here talks to a server: the functions take what aioimaplib hands back
 (text lines as ``bytes``, literal contents as ``bytearray``, the tagged status
@@ -29,6 +29,7 @@ from ..message import (
     parse_headers,
     part_role,
 )
+from .syntax import decode_mailbox
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -427,6 +428,91 @@ def _capabilities(response: Response) -> set[str]:
         if match:
             return set(match.group(1).decode("ascii", "replace").split())
     return set()
+
+
+# -- NAMESPACE and LIST -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """Where the user's own folders live: Courier puts them under ``INBOX.``."""
+
+    prefix: str  # decoded; "" at the root
+    delimiter: str | None  # None: a flat server
+
+    def folder(self, name: str) -> str:
+        """Return the full name of a user's folder (``Sent`` -> ``INBOX.Sent``)."""
+        prefix = self.prefix
+        if prefix and self.delimiter and not prefix.endswith(self.delimiter):
+            prefix += self.delimiter  # a prefix written without its delimiter
+        if not prefix or name.upper() == "INBOX" or name.startswith(prefix):
+            return name
+        return prefix + name
+
+    def relative(self, name: str) -> str:
+        """Return a full name without the personal prefix (``INBOX.Sent`` -> ``Sent``)."""
+        prefix = self.folder("")
+        if prefix and name.startswith(prefix) and len(name) > len(prefix):
+            return name[len(prefix) :]
+        return name
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    """One LIST answer: a folder (decoded), its delimiter and lower-case flags."""
+
+    name: str
+    delimiter: str | None
+    flags: frozenset[str]
+
+
+def _delimiter(value: object) -> str | None:
+    text = _text(value)
+    return text or None
+
+
+def parse_namespace(lines: list[Any]) -> Namespace | None:
+    """Return the first personal namespace of a NAMESPACE answer (RFC 2342), if any.
+
+    The answer is three lists or NIL (personal, other users, shared); only
+    the personal one says where our folders go.
+    """
+    tokens = parse_data(response_data(lines))
+    while tokens and isinstance(tokens[0], bytes) and tokens[0].upper() == b"NAMESPACE":
+        tokens = tokens[1:]
+    personal = tokens[0] if tokens else None
+    if not isinstance(personal, list) or not personal:
+        return None
+    first = personal[0]
+    if not isinstance(first, list) or not first or not isinstance(first[0], bytes):
+        return None
+    delimiter = _delimiter(first[1]) if len(first) > 1 else None
+    return Namespace(decode_mailbox(_text(first[0])), delimiter)
+
+
+def parse_list(lines: list[Any]) -> list[ListEntry]:
+    """Every ``(flags) delimiter name`` of a LIST answer, names decoded."""
+    tokens = parse_data(response_data(lines))
+    entries: list[ListEntry] = []
+    index = 0
+    while index + 2 < len(tokens):
+        flags, delimiter, name = tokens[index : index + 3]
+        if (
+            isinstance(flags, list)
+            and (delimiter is None or isinstance(delimiter, bytes))
+            and isinstance(name, bytes)
+        ):
+            entries.append(
+                ListEntry(
+                    decode_mailbox(_text(name)),
+                    _delimiter(delimiter),
+                    frozenset(_text(f).lower() for f in flags),
+                )
+            )
+            index += 3
+        else:
+            index += 1
+    return entries
 
 
 def _iso(value: datetime | None) -> str | None:

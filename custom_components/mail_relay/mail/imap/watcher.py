@@ -1,7 +1,7 @@
 """The IMAP watcher: turns new mail in one folder into events, exactly once.
 
 Messages are tracked by UID and UIDVALIDITY with a high-water mark: each
-change runs ``UID SEARCH UID mark+1:*`` and fetches headers, structure and
+change runs ``UID FETCH mark+1:* (UID)`` and fetches headers, structure and
 only the first bytes of the text part; attachments are never downloaded.
 """
 
@@ -320,7 +320,7 @@ class ImapWatcher:
             uidnext = await client.uidnext(self.folder)
             while True:
                 mark = self.state.last_uid
-                uids = await client.search_since(mark, uidnext)
+                uids = await client.new_uids(mark, uidnext)
                 for batch in _chunks(uids, BATCH_SIZE):
                     await self._deliver(client, batch)
                 if uidnext is None:
