@@ -160,6 +160,14 @@ class _NotRegularFileError(OSError):
     """A path that is no regular file (FIFO, device, socket)."""
 
 
+# Why a file could not be read, the most precise first, as translation keys.
+_FILE_ERRORS: tuple[tuple[type[OSError], str], ...] = (
+    (_NotRegularFileError, "file_not_regular"),
+    (FileNotFoundError, "file_not_found"),
+    (OSError, "file_unreadable"),
+)
+
+
 def _read_files(
     hass: HomeAssistant, attachments: Sequence[str], images: Sequence[str]
 ) -> tuple[list[OutgoingAttachment], list[OutgoingAttachment]]:
@@ -185,23 +193,16 @@ def _read_files(
                         "limit": str(MAX_ATTACHMENT_BYTES // (1024 * 1024))
                     },
                 )
-        except _NotRegularFileError as err:
-            raise ServiceValidationError(
-                translation_domain=DOMAIN,
-                translation_key="file_not_regular",
-                translation_placeholders={"path": path_text},
-            ) from err
-        except FileNotFoundError as err:
-            raise ServiceValidationError(
-                translation_domain=DOMAIN,
-                translation_key="file_not_found",
-                translation_placeholders={"path": path_text},
-            ) from err
         except OSError as err:
+            # The most precise translation: not a regular file, missing, other.
+            key = next(k for kind, k in _FILE_ERRORS if isinstance(err, kind))
+            placeholders = {"path": path_text}
+            if key == "file_unreadable":
+                placeholders["error"] = str(err)
             raise ServiceValidationError(
                 translation_domain=DOMAIN,
-                translation_key="file_unreadable",
-                translation_placeholders={"path": path_text, "error": str(err)},
+                translation_key=key,
+                translation_placeholders=placeholders,
             ) from err
         total += len(content)
         return OutgoingAttachment(path.name, content)

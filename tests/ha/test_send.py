@@ -34,6 +34,7 @@ from custom_components.mail_relay.const import (
     EVENT_NEW_MAIL,
 )
 from custom_components.mail_relay.mail import smtp as smtp_module
+from custom_components.mail_relay.mail.smtp import SmtpSender
 from custom_components.mail_relay.services import MAX_ATTACHMENT_BYTES
 from tests.ha.helpers import wait_for
 from tests.mailserver import DovecotServer, MailUser, SmtpServer
@@ -60,6 +61,24 @@ async def _setup(hass: HomeAssistant, entry: MockConfigEntry) -> MockConfigEntry
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
     return entry
+
+
+async def _on_scripted(
+    hass: HomeAssistant, base: MockConfigEntry, port: int
+) -> tuple[MockConfigEntry, SmtpSender]:
+    """Set up ``base`` sending through the scripted server on ``port``."""
+    entry = await _setup(
+        hass,
+        MockConfigEntry(
+            domain=DOMAIN,
+            title=base.title,
+            data={**base.data, CONF_SMTP_PORT: port},
+            unique_id=base.unique_id,
+        ),
+    )
+    sender = entry.runtime_data.sender
+    assert sender is not None
+    return entry, sender
 
 
 async def _notify_fails(
@@ -532,16 +551,9 @@ async def test_temporary_login_failure_does_not_ask_for_a_new_password(
             "AUTH": "454 4.7.0 Temporary authentication failure",
         }
     ) as server:
-        base = entry_factory(mail_user, smtp_security="none")
-        entry = MockConfigEntry(
-            domain=DOMAIN,
-            title=base.title,
-            data={**base.data, CONF_SMTP_PORT: server.port},
-            unique_id=base.unique_id,
+        entry, sender = await _on_scripted(
+            hass, entry_factory(mail_user, smtp_security="none"), server.port
         )
-        await _setup(hass, entry)
-        sender = entry.runtime_data.sender
-        assert sender is not None
         sender.backoff = 0.01
         error = await _notify_fails(hass, entry)
         assert error.translation_key == "smtp_connect_failed"
@@ -566,16 +578,9 @@ async def test_unconfirmed_notification_is_sent_once_and_said_so(
             ".": "",
         }
     ) as server:
-        base = entry_factory(mail_user, smtp_security="none")
-        entry = MockConfigEntry(
-            domain=DOMAIN,
-            title=base.title,
-            data={**base.data, CONF_SMTP_PORT: server.port},
-            unique_id=base.unique_id,
+        entry, sender = await _on_scripted(
+            hass, entry_factory(mail_user, smtp_security="none"), server.port
         )
-        await _setup(hass, entry)
-        sender = entry.runtime_data.sender
-        assert sender is not None
         sender.timeout = 1.0
         error = await _notify_fails(hass, entry)
         assert error.translation_key == "send_unconfirmed"

@@ -10,7 +10,6 @@ standard namespace), as on Courier.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import grp
 import os
@@ -18,16 +17,15 @@ import pwd
 import re
 import secrets
 import shutil
-import signal
 import smtplib
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from .certs import TestCertificate
-from .dovecot import DOMAIN, DovecotServer, MailUser
-from .ports import free_port, is_listening, wait_for_port
+from .dovecot import DOMAIN, MailUser
+from .ports import free_port, wait_for_port
+from .processes import stop_server
 from .smtp import ReceivedMessage
 from .unpacked import environment, packages_root, program
 
@@ -228,23 +226,8 @@ DAEMON {{
         """Stop the master and every service process it started."""
         if self._process is None:
             return
-        group = self._process.pid
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(group, signal.SIGTERM)
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        if self._process.stderr is not None:
-            self._process.stderr.close()
-        self._process = None
-        DovecotServer._kill_group(group)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(
-            is_listening(p) for p in self.ports()
-        ):
-            time.sleep(0.05)
+        process, self._process = self._process, None
+        stop_server(process, self.ports())
 
     def restart(self) -> None:
         """Stop and start again on the same ports, keeping all mail."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import grp
 import os
@@ -10,7 +9,6 @@ import pwd
 import re
 import secrets
 import shutil
-import signal
 import smtplib
 import subprocess
 import tempfile
@@ -20,7 +18,8 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from .certs import TestCertificate
-from .ports import free_port, is_listening, wait_for_port
+from .ports import free_port, wait_for_port
+from .processes import stop_server
 from .smtp import ReceivedMessage
 
 DOMAIN = "mailrelay.test"
@@ -404,43 +403,8 @@ service auth-worker {{
         """Stop Dovecot and wait for all of its processes to exit."""
         if self._process is None:
             return
-        group = self._process.pid
-        # The whole group at once: the master alone takes a second to exit,
-        # and client sessions (imap, pop3) would outlive it.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(group, signal.SIGTERM)
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        if self._process.stderr is not None:
-            self._process.stderr.close()
-        self._process = None
-        # Clients must see their sessions drop, as when a real server goes down.
-        self._kill_group(group)
-        # Child processes leave with the master; make sure the ports are free
-        # before a restart binds them again.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(
-            is_listening(p) for p in self.ports()
-        ):
-            time.sleep(0.05)
-
-    @staticmethod
-    def _kill_group(group: int) -> None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(group, sig)
-            except (ProcessLookupError, PermissionError):
-                return
-            deadline = time.monotonic() + 3
-            while time.monotonic() < deadline:
-                try:
-                    os.killpg(group, 0)
-                except (ProcessLookupError, PermissionError):
-                    return
-                time.sleep(0.05)
+        process, self._process = self._process, None
+        stop_server(process, self.ports())
 
     def cleanup(self) -> None:
         """Stop and delete every file the server wrote."""

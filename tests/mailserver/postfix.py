@@ -11,23 +11,21 @@ an unprivileged user (``daemon`` here, ``mail`` as its setgid group).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import grp
 import os
 import pwd
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from .certs import TestCertificate
 from .cyrus import CyrusServer
 from .dovecot import DOMAIN, DovecotServer
-from .ports import free_port, is_listening, wait_for_port
+from .ports import free_port, wait_for_port
+from .processes import stop_server
 from .unpacked import environment, packages_root, program
 
 SBIN = "usr/lib/postfix/sbin"
@@ -238,23 +236,8 @@ smtputf8_enable = yes
         """Stop the master and its services."""
         if self._process is None:
             return
-        group = self._process.pid
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(group, signal.SIGTERM)
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        if self._process.stderr is not None:
-            self._process.stderr.close()
-        self._process = None
-        DovecotServer._kill_group(group)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(
-            is_listening(p) for p in (self.starttls_port, self.ssl_port)
-        ):
-            time.sleep(0.05)
+        process, self._process = self._process, None
+        stop_server(process, (self.starttls_port, self.ssl_port))
 
     def cleanup(self) -> None:
         """Stop and delete every file the server wrote."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from custom_components.mail_relay.mail.message import MailEvent, event_from_message
+
 HEAD = b"From: Alice <alice@example.org>\r\nTo: bob@example.org\r\n"
 
 
@@ -94,3 +96,20 @@ CORPUS: dict[str, Callable[[], bytes]] = {
     "many_encoded_words": many_encoded_words,
     "many_parts": many_parts,
 }
+
+
+def read_as_pop3(
+    raw: bytes, *, text_limit: int = 2048, include_headers: bool = False
+) -> MailEvent:
+    """The event POP3 builds from these raw bytes (whole or ``TOP``)."""
+    return event_from_message(
+        raw,
+        account="a@example.org",
+        protocol="pop3",
+        folder="INBOX",
+        uid="1",
+        uidvalidity=None,
+        size=None,
+        text_limit=text_limit,
+        include_headers=include_headers,
+    )

@@ -20,9 +20,9 @@ from custom_components.mail_relay.mail.imap.parse import (
     fetched_message,
     parse_fetch,
 )
-from custom_components.mail_relay.mail.message import MailEvent, event_from_message
+from custom_components.mail_relay.mail.message import MailEvent
 from tests.mailserver.dovecot import make_message, non_ascii_message
-from tests.reliability.corpus import eight_bit_headers
+from tests.reliability.corpus import eight_bit_headers, read_as_pop3
 
 EXAMPLES = 10_000
 FUZZ = settings(
@@ -84,19 +84,7 @@ def _assert_event(event: MailEvent) -> None:
 @FUZZ
 @given(raw=st.one_of(mutated(SEEDS), st.binary(max_size=4096)), headers=st.booleans())
 def test_pop3_path_from_raw_bytes(raw: bytes, headers: bool) -> None:
-    _assert_event(
-        event_from_message(
-            raw,
-            account="a",
-            protocol="pop3",
-            folder="INBOX",
-            uid="1",
-            uidvalidity=None,
-            size=None,
-            text_limit=4096,
-            include_headers=headers,
-        )
-    )
+    _assert_event(read_as_pop3(raw, text_limit=4096, include_headers=headers))
 
 
 FETCH_SEEDS = [

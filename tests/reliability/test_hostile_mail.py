@@ -21,13 +21,13 @@ from custom_components.mail_relay.mail.bounds import (
     MAX_NAME,
     MAX_SUBJECT,
 )
-from custom_components.mail_relay.mail.message import MailEvent, event_from_message
+from custom_components.mail_relay.mail.message import MailEvent
 from custom_components.mail_relay.mail.pop3 import Pop3State
 from tests.mail.test_imap import Sink, deliver, make_watcher, running, settings_for
 from tests.mail.test_pop3 import Recorder, make_poller
 from tests.mailserver import DovecotServer, MailUser
 from tests.mailserver.dovecot import make_message
-from tests.reliability.corpus import CORPUS
+from tests.reliability.corpus import CORPUS, read_as_pop3
 
 
 def event_size(event: MailEvent) -> int:
@@ -50,16 +50,8 @@ def assert_bounded(event: MailEvent) -> None:
 def test_each_hostile_mail_gives_a_bounded_event(
     name: str, include_headers: bool
 ) -> None:
-    event = event_from_message(
-        CORPUS[name](),
-        account="a@example.org",
-        protocol="pop3",
-        folder="INBOX",
-        uid="1",
-        uidvalidity=None,
-        size=None,
-        text_limit=32768,
-        include_headers=include_headers,
+    event = read_as_pop3(
+        CORPUS[name](), text_limit=32768, include_headers=include_headers
     )
     assert_bounded(event)
     assert event.sender == "alice@example.org" or name == "huge_fields"
@@ -67,16 +59,7 @@ def test_each_hostile_mail_gives_a_bounded_event(
 
 def test_what_the_hostile_mails_still_tell() -> None:
     def read(name: str) -> MailEvent:
-        return event_from_message(
-            CORPUS[name](),
-            account="a",
-            protocol="pop3",
-            folder="INBOX",
-            uid="1",
-            uidvalidity=None,
-            size=None,
-            text_limit=2048,
-        )
+        return read_as_pop3(CORPUS[name]())
 
     eight_bit = read("eight_bit_headers")
     assert eight_bit.subject == "8-bit headers"
