@@ -11,6 +11,9 @@ import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
 from typing import Any
 
 import pytest
@@ -21,7 +24,11 @@ from custom_components.mail_relay.mail.errors import StartTlsUnavailableError
 from custom_components.mail_relay.mail.imap import FolderState, ImapClient
 from custom_components.mail_relay.mail.message import MailEvent
 from custom_components.mail_relay.mail.models import Security, ServerSettings
-from custom_components.mail_relay.mail.options import EventOptions
+from custom_components.mail_relay.mail.options import (
+    EventOptions,
+    Pop3PollOptions,
+    Retention,
+)
 from custom_components.mail_relay.mail.pop3 import Pop3Poller, Pop3State
 from custom_components.mail_relay.mail.smtp import SmtpSender
 from custom_components.mail_relay.mail.tls import create_ssl_context
@@ -308,6 +315,37 @@ async def test_pop3_by_uidl_and_top_over_stls(
     assert events[0].text.startswith("x" * 100)
 
 
+async def test_pop3_retention_delete_and_days(
+    mailbox: MailboxServer, user: MailUser, tls: Any
+) -> None:
+    """DELE only what was reported, committed by QUIT, on each family's server."""
+    await asyncio.to_thread(mailbox.deliver, user, make_message("old"))
+    now = [time.time()]
+    events: list[MailEvent] = []
+
+    async def collect(event: MailEvent) -> None:
+        events.append(event)
+
+    def poller(retention: Retention) -> Pop3Poller:
+        return Pop3Poller(
+            pop3(mailbox, user), account=user.address, state=state, ssl_context=tls,
+            options=Pop3PollOptions(retention=retention, retention_days=1),
+            clock=lambda: now[0],
+        )  # fmt: skip
+
+    state = Pop3State()
+    days = poller(Retention.DAYS)
+    first = await days.poll_once(collect)
+    assert (first.new, first.deleted, first.count) == (1, 0, 1)
+    now[0] += 2 * 86400  # two days later: "old" is due
+    await asyncio.to_thread(mailbox.deliver, user, make_message("new"))
+    second = await days.poll_once(collect)
+    assert (second.new, second.deleted, second.count) == (1, 1, 1)
+    third = await poller(Retention.DELETE).poll_once(collect)
+    assert (third.new, third.deleted, third.count) == (0, 1, 0)
+    assert [e.subject for e in events] == ["old", "new"]
+
+
 # -- sending ---------------------------------------------------------------------
 
 
@@ -405,3 +443,88 @@ async def test_french_letter_round_trip_over_imap_and_pop3(
     assert {k: v for k, v in asdict(over_imap).items() if k not in transport} == {
         k: v for k, v in asdict(over_pop3).items() if k not in transport
     }
+
+
+# -- non-ASCII in every transfer encoding ----------------------------------------
+
+LETTERS = {
+    "fr": (
+        "Hélène Lefèvre-Dupré",
+        "Relevé : l’eau a coulé – « alerte » à 5 €",
+        "Bonjour,\nla pompe s’est arrêtée à 3 h 12.\nÇa recommence œuvre.",
+        "relevé été.pdf",
+    ),
+    "de": (
+        "Jürgen Größe",
+        "Tür offen – Temperatur 23 °C ✓",
+        "Grüße aus dem Keller: Wasserstand 12 cm, Heizöl 40 %.",
+        "Übersicht März.pdf",
+    ),
+    "cjk": (
+        "山田 太郎",
+        "温度センサー 警告：台所 28 °C",
+        "台所の温度が高すぎます。窓を開けてください。\n温度 28 度",
+        "温度記録.pdf",
+    ),
+}
+ENCODINGS = ("7bit", "8bit", "quoted-printable", "base64")
+
+
+def _letter(lang: str, cte: str, to: str) -> tuple[bytes, tuple[str, str, str, str]]:
+    """One letter as a mail program writes it; 7bit bodies are ASCII by nature."""
+    name, subject, text, filename = LETTERS[lang]
+    body = "Plain ASCII body, the headers carry the rest." if cte == "7bit" else text
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = Address(name, "sender", "example.org")
+    msg["To"] = to
+    msg["Subject"] = f"[{lang} {cte}] {subject}"
+    msg.set_content(body, charset="utf-8", cte=cte)
+    msg.add_attachment(
+        b"%PDF-1.4 " + lang.encode(), maintype="application", subtype="pdf",
+        filename=filename,
+    )  # fmt: skip
+    return msg.as_bytes(), (name, f"[{lang} {cte}] {subject}", body, filename)
+
+
+async def test_non_ascii_in_every_transfer_encoding_over_imap_and_pop3(
+    mailbox: MailboxServer, user: MailUser, tls: Any
+) -> None:
+    """French, German and Japanese names, subjects, bodies and file names.
+
+    Each in 7bit, 8bit, quoted-printable and base64, with the headers Python's
+    mail package writes (encoded words beside plain text, folded): both
+    protocols give back exactly the letter.
+    """
+    letters = [
+        _letter(lang, cte, user.address) for lang in LETTERS for cte in ENCODINGS
+    ]
+    sink = Sink()
+    watcher = make_watcher(imap(mailbox, user), sink, tls, text_limit=4000)
+    async with running(watcher):
+        await asyncio.to_thread(mailbox.deliver, user, [raw for raw, _ in letters])
+        await sink.wait(lambda: len(sink.events) == len(letters), within=30)
+    by_pop3: list[MailEvent] = []
+
+    async def collect(event: MailEvent) -> None:
+        by_pop3.append(event)
+
+    poller = Pop3Poller(
+        pop3(mailbox, user), account=user.address, state=Pop3State(),
+        ssl_context=tls, event=EventOptions(text_limit=4000),
+    )  # fmt: skip
+    await poller.poll_once(collect)
+    for events in (sink.events, by_pop3):
+        got = [
+            (
+                e.sender_name,
+                e.subject,
+                e.text.strip(),
+                [a.filename for a in e.attachments],
+            )
+            for e in events
+        ]
+        want = [
+            (name, subject, body, [filename])
+            for _, (name, subject, body, filename) in letters
+        ]
+        assert got == want
