@@ -223,8 +223,16 @@ class ImapClient(ImapConnection):
     # -- searching and fetching ----------------------------------------------
 
     async def uidnext(self, folder: str) -> int | None:
-        """Return the folder's UIDNEXT now (``STATUS``); None if the server will not say."""
+        """Return the folder's UIDNEXT now (``STATUS``); None if the server will not say.
+
+        For the selected folder a NOOP comes first: servers answer STATUS
+        there from the session's view (RFC 3501 advises against asking it at
+        all), which lags behind mail delivered since the last command, so a
+        stale UIDNEXT would hide that mail until the next change.
+        """
         async with self._lock:
+            if folder == self.selected:
+                await self._execute(self._command("NOOP"))  # a refusal changes nothing
             response = await self._execute(
                 self._command("STATUS", mailbox_arg(folder), "(UIDNEXT)")
             )
