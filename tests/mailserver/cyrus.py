@@ -17,7 +17,6 @@ import pwd
 import re
 import secrets
 import shutil
-import smtplib
 import subprocess
 import tempfile
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 from .certs import TestCertificate
 from .dovecot import DOMAIN, MailUser
 from .ports import free_port, wait_for_port
-from .processes import stop_server
+from .processes import lmtp_deliver, stop_server
 from .smtp import ReceivedMessage
 from .unpacked import environment, packages_root, program
 
@@ -279,17 +278,16 @@ DAEMON {{
         """Deliver messages through LMTP, as a real MTA would, in one session."""
         if isinstance(messages, bytes):
             messages = [messages]
-        with smtplib.LMTP(
-            self.host, self.lmtp_port, local_hostname="localhost", timeout=30
-        ) as lmtp:
-            for message in messages:
-                lmtp.sendmail(sender, [user.address], message)
+        lmtp_deliver(self.host, self.lmtp_port, sender, [user.address], messages)
 
     def relay_to_lmtp(self, message: ReceivedMessage) -> None:
         """Hand a message the SMTP server accepted to its local recipients."""
         recipients = [rcpt for rcpt in message.rcpt_tos if rcpt in self._users]
         if recipients:
-            with smtplib.LMTP(
-                self.host, self.lmtp_port, local_hostname="localhost", timeout=30
-            ) as lmtp:
-                lmtp.sendmail(message.mail_from, recipients, message.data)
+            lmtp_deliver(
+                self.host,
+                self.lmtp_port,
+                message.mail_from,
+                recipients,
+                [message.data],
+            )

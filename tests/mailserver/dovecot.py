@@ -9,7 +9,6 @@ import pwd
 import re
 import secrets
 import shutil
-import smtplib
 import subprocess
 import tempfile
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from .certs import TestCertificate
 from .ports import free_port, wait_for_port
-from .processes import stop_server
+from .processes import lmtp_deliver, stop_server
 from .smtp import ReceivedMessage
 
 DOMAIN = "mailrelay.test"
@@ -468,11 +467,7 @@ service auth-worker {{
         """Deliver messages through LMTP, as a real MTA would, in one session."""
         if isinstance(messages, bytes):
             messages = [messages]
-        with smtplib.LMTP(
-            self.host, self.lmtp_port, local_hostname="localhost", timeout=30
-        ) as lmtp:
-            for message in messages:
-                lmtp.sendmail(sender, [user.address], message)
+        lmtp_deliver(self.host, self.lmtp_port, sender, [user.address], messages)
 
     def relay_to_lmtp(self, message: ReceivedMessage) -> None:
         """Hand a message the SMTP server accepted to its local recipients."""
@@ -480,10 +475,13 @@ service auth-worker {{
             rcpt for rcpt in message.rcpt_tos if (self._users_dir / rcpt).is_file()
         ]
         if recipients:
-            with smtplib.LMTP(
-                self.host, self.lmtp_port, local_hostname="localhost", timeout=30
-            ) as lmtp:
-                lmtp.sendmail(message.mail_from, recipients, message.data)
+            lmtp_deliver(
+                self.host,
+                self.lmtp_port,
+                message.mail_from,
+                recipients,
+                [message.data],
+            )
 
     def fill_maildir(self, user: MailUser, count: int, subject: str = "Bulk") -> None:
         """Write ``count`` small messages straight into the user's Maildir/cur.

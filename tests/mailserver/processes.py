@@ -1,10 +1,11 @@
-"""Stopping a mail server started by the tests: its whole process group."""
+"""What every test mail server shares: LMTP delivery, stopping its process group."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import smtplib
 import subprocess
 import time
 from collections.abc import Iterable
@@ -51,3 +52,12 @@ def stop_server(process: subprocess.Popen[bytes], ports: Iterable[int]) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(is_listening(p) for p in ports):
         time.sleep(0.05)
+
+
+def lmtp_deliver(
+    host: str, port: int, sender: str, recipients: list[str], messages: list[bytes]
+) -> None:
+    """Deliver messages through LMTP in one session, as a real MTA would."""
+    with smtplib.LMTP(host, port, local_hostname="localhost", timeout=30) as lmtp:
+        for message in messages:
+            lmtp.sendmail(sender, recipients, message)
