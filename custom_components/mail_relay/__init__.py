@@ -12,6 +12,7 @@ from .compat import async_reload_on_options_change
 from .const import CONF_EMAIL, CONF_ISPDB_URL, CONF_PROTOCOL, DATA_ISPDB_URL, DOMAIN
 from .coordinator import create_coordinator
 from .data import MailRelayConfigEntry, MailRelayData
+from .health import forget_health
 from .mail.models import Protocol
 from .mail.smtp import SmtpSender
 from .services import async_setup_services
@@ -100,3 +101,8 @@ async def async_unload_entry(hass: HomeAssistant, entry: MailRelayConfigEntry) -
         if (sender := entry.runtime_data.sender) is not None:
             await sender.close()
     return unloaded
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: MailRelayConfigEntry) -> None:
+    """Drop a deleted account's outage clock and repair issue."""
+    forget_health(hass, entry.entry_id)

@@ -20,11 +20,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers.event import async_call_later, async_track_time_interval
 from homeassistant.helpers.storage import Store
+from homeassistant.util import dt as dt_util
 
 from .const import CONF_EMAIL, CONF_PROTOCOL, DOMAIN, EVENT_NEW_MAIL, LOGGER
 from .errors import Where, ha_error, needs_reauth
+from .health import account_health
 from .mail.backoff import Backoff
 from .mail.errors import MailError
 from .mail.imap import FolderState, ImapWatcher, WatchStatus
@@ -80,6 +83,11 @@ class MailRelayCoordinator(ABC):
         self.push_mode: str | None = None
         self.last_event: dict[str, Any] | None = None
         self.last_error: str | None = None
+        # The last time the server answered a whole round (login, IDLE answer
+        # or renewal, NOOP, poll): what "it stopped and nothing told me" lacks.
+        self.last_check: datetime | None = None
+        self.health = account_health(hass, entry.entry_id)
+        self.health.repair_after = self.options.health.repair_after
         self.store: Store[dict[str, Any]] = Store(
             hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}", atomic_writes=True
         )
@@ -135,11 +143,19 @@ class MailRelayCoordinator(ABC):
         self._ssl_context = await self.hass.async_add_executor_job(
             lambda: create_ssl_context(verify=self.incoming.verify_tls)
         )
-        await self._async_start()
+        try:
+            await self._async_start()
+        except ConfigEntryNotReady as err:
+            # Home Assistant retries the setup; the outage clock keeps running.
+            self.health.down(
+                self.account, self.incoming.host, str(err.__cause__ or err)
+            )
+            raise
 
     async def async_stop(self) -> None:
         """Close connections and write the state now (not after a delay)."""
         self._stopping = True
+        self.health.pause()
         await self._async_stop()
         if self._stored:
             await self.store.async_save(self._stored)
@@ -215,6 +231,20 @@ class MailRelayCoordinator(ABC):
             self._was_lost = False
         self.connected = connected
         self.last_error = error
+        self._note_health(connected, error)
+        self._notify()
+
+    @callback
+    def _note_health(self, connected: bool, error: str | None) -> None:
+        if connected:
+            self.health.up()
+        elif not self._stopping:
+            self.health.down(self.account, self.incoming.host, error)
+
+    @callback
+    def _on_check(self) -> None:
+        """Note that the server answered a whole round: the account works."""
+        self.last_check = dt_util.utcnow()
         self._notify()
 
 
@@ -248,6 +278,7 @@ class ImapCoordinator(MailRelayCoordinator):
             on_message=self._async_on_message,
             on_state=self._on_folder_state,
             on_status=self._on_status,
+            on_check=self._on_check,
             ssl_context=self._ssl_context,
             options=self.options.imap,
             event=self.options.event,
@@ -321,6 +352,7 @@ class Pop3Coordinator(MailRelayCoordinator):
             ssl_context=self._ssl_context,
             options=self.options.pop3,
             event=self.options.event,
+            on_check=self._on_check,
         )
         try:
             await self._poll(self._poller, raise_errors=True)

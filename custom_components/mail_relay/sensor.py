@@ -1,17 +1,20 @@
-"""Sensors: unread count (IMAP) or messages waiting (POP3), and the last message."""
+"""Sensors: unread count (IMAP) or messages waiting (POP3), the last message, the last check."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from homeassistant.components.sensor import (
+    RestoreSensor,
+    SensorDeviceClass,
     SensorEntity,
     SensorEntityDescription,
     SensorStateClass,
 )
-from homeassistant.const import STATE_UNAVAILABLE, STATE_UNKNOWN
+from homeassistant.const import STATE_UNAVAILABLE, STATE_UNKNOWN, EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.restore_state import RestoreEntity
@@ -85,7 +88,9 @@ async def async_setup_entry(
 ) -> None:
     """Add the account's sensors."""
     count = SENSORS[entry.runtime_data.protocol]
-    async_add_entities([MailSensor(entry, count), LastMessageSensor(entry)])
+    async_add_entities(
+        [MailSensor(entry, count), LastMessageSensor(entry), LastCheckSensor(entry)]
+    )
 
 
 class MailSensor(MailRelayAccountEntity, SensorEntity):
@@ -147,3 +152,44 @@ class LastMessageSensor(MailSensor, RestoreEntity):
         if self.coordinator.last_event is None and self._restored is not None:
             return self._restored[1]
         return super().extra_state_attributes
+
+
+LAST_CHECK = SensorEntityDescription(
+    key="last_check",
+    translation_key="last_check",
+    device_class=SensorDeviceClass.TIMESTAMP,
+    entity_category=EntityCategory.DIAGNOSTIC,
+)
+
+
+class LastCheckSensor(MailRelayAccountEntity, RestoreSensor):
+    """When the server last answered a whole round (login, IDLE, NOOP, poll).
+
+    Available during an outage, which is when it matters: it shows how long
+    nothing has come through. After a restart it shows the time it showed
+    before, until the first check.
+    """
+
+    entity_description = LAST_CHECK
+
+    def __init__(self, entry: MailRelayConfigEntry) -> None:
+        """Set up the sensor; nothing restored yet."""
+        super().__init__(entry, LAST_CHECK.key)
+        self._restored: datetime | None = None
+
+    async def async_added_to_hass(self) -> None:
+        """Take back the time written before the reload or restart."""
+        await super().async_added_to_hass()
+        last = await self.async_get_last_sensor_data()
+        if last is not None and isinstance(last.native_value, datetime):
+            self._restored = last.native_value
+
+    @property
+    def available(self) -> bool:
+        """Always: an outage is what this sensor is for."""
+        return True
+
+    @property
+    def native_value(self) -> datetime | None:
+        """Return the last successful check."""
+        return self.coordinator.last_check or self._restored

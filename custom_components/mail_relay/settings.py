@@ -20,6 +20,7 @@ from .const import (
     CONF_POLL_INTERVAL,
     CONF_PUSH,
     CONF_RECIPIENTS,
+    CONF_REPAIR_AFTER,
     CONF_RETENTION,
     CONF_RETENTION_DAYS,
     CONF_SAVE_SENT,
@@ -35,6 +36,7 @@ from .mail.models import DEFAULT_PORTS, Protocol, Security, ServerSettings
 from .mail.options import (
     MIN_POLL_INTERVAL,
     EventOptions,
+    HealthOptions,
     ImapWatchOptions,
     Pop3PollOptions,
     Retention,
@@ -96,6 +98,7 @@ class AccountOptions:
     recipients: tuple[str, ...] = ()  # notify's default; empty: the account
     sender_name: str = ""
     save_sent: bool = False  # IMAP: a copy of each sent mail in Sent
+    health: HealthOptions = field(default_factory=HealthOptions)
 
 
 def account_options(options: Mapping[str, Any]) -> AccountOptions:
@@ -126,6 +129,11 @@ def account_options(options: Mapping[str, Any]) -> AccountOptions:
         recipients=_recipients(options.get(CONF_RECIPIENTS)),
         sender_name=str(options.get(CONF_SENDER_NAME) or ""),
         save_sent=bool(options.get(CONF_SAVE_SENT, False)),
+        health=HealthOptions(
+            repair_after=float(
+                options.get(CONF_REPAIR_AFTER, HealthOptions().repair_after)
+            )
+        ),
     )
 
 

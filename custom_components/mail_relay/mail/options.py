@@ -88,3 +88,14 @@ class Pop3PollOptions:
     # many bytes of it are kept.
     retr_cap: int = 256 * 1024
     use_top: bool = True  # False for servers whose TOP is broken
+
+
+@dataclass(frozen=True, slots=True)
+class HealthOptions:
+    """When a host tells the user that an account stopped working."""
+
+    # Seconds an account may fail to connect or log in before the host raises
+    # a problem the user sees (Home Assistant: a repair issue). Outages of a
+    # few minutes (a server restart, a router reboot) heal by themselves; half
+    # an hour without mail is worth a look.
+    repair_after: float = 1800.0

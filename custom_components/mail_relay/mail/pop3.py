@@ -411,13 +411,15 @@ class Pop3Poller:
         timeouts: Timeouts | None = None,
         clock: Callable[[], float] = time.time,
         trace: Trace | None = None,
+        on_check: Callable[[], None] | None = None,
     ) -> None:
         """Prepare a poller; nothing connects until the first poll.
 
         ``state=None`` means first setup: the first poll takes the current
         maildrop as already seen. The interval in ``options`` is the host's to
         keep: scheduling belongs to the host. ``trace`` gets the conversation
-        (see ``trace``), in the executor thread.
+        (see ``trace``), in the executor thread. ``on_check`` runs after each
+        poll the server answered to the end (``QUIT``): proof the account works.
         """
         self._settings = settings
         self._account = account
@@ -432,6 +434,7 @@ class Pop3Poller:
         self._opening: socket.socket | None = None  # while a connect runs
         self._clock = clock
         self._trace = trace
+        self._on_check = on_check
         self._lock = asyncio.Lock()
         # CAPA as the last session saw it before login (None: no CAPA), for
         # diagnostics such as ``mail-relay check``.
@@ -461,7 +464,7 @@ class Pop3Poller:
                 async with asyncio.timeout(self._session_deadline):
                     client = await self._connect()
                     try:
-                        return await self._session(client, on_message)
+                        result = await self._session(client, on_message)
                     except BaseException:
                         await self._discard(client)
                         raise
@@ -470,6 +473,9 @@ class Pop3Poller:
                     "The POP3 session took longer than"
                     f" {self._session_deadline:g} s; the server is too slow"
                 ) from None
+        if self._on_check is not None:
+            self._on_check()
+        return result
 
     # -- the session ---------------------------------------------------
 

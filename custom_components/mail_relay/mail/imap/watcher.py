@@ -101,6 +101,7 @@ class ImapWatcher:
         on_message: Callable[[MailEvent], Awaitable[None]],
         on_state: Callable[[FolderState], None] | None = None,
         on_status: Callable[[WatchStatus], None] | None = None,
+        on_check: Callable[[], None] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         options: ImapWatchOptions | None = None,
         event: EventOptions | None = None,
@@ -112,6 +113,8 @@ class ImapWatcher:
         ``state`` is the host's saved mark (None: first start, mail already in
         the folder is not reported); with a saved mark, mail that arrived
         while away is reported unless older than ``options.catchup_hours``.
+        ``on_check`` runs after each round the server answered in full (after
+        login, each IDLE answer or renewal, each NOOP): proof the account works.
         """
         options = options or ImapWatchOptions()
         self.settings = settings
@@ -126,6 +129,7 @@ class ImapWatcher:
         self._on_message = on_message
         self._on_state = on_state
         self._on_status = on_status
+        self._on_check = on_check
         self._ssl_context = ssl_context
         self._options = options
         self._event = event or EventOptions()
@@ -335,6 +339,8 @@ class ImapWatcher:
             unread = await client.unread_count()
             self._set_status(unread=unread)
             self._catchup_since = None
+            if self._on_check is not None:
+                self._on_check()
             # New mail announced while we were busy: aioimaplib drops such
             # notices outside IDLE, so look again rather than idle past it.
             if not client.take_new_mail_hint():
