@@ -155,7 +155,8 @@ class MailRelayCoordinator(ABC):
     async def async_stop(self) -> None:
         """Close connections and write the state now (not after a delay)."""
         self._stopping = True
-        self.health.pause()
+        if self.entry.disabled_by is not None:
+            self.health.pause()  # a reload leaves an outage's clock running
         await self._async_stop()
         if self._stored:
             await self.store.async_save(self._stored)

@@ -28,14 +28,14 @@ CONF_SENDER = "sender"  # an address, or a domain (with or without "@")
 CONF_SUBJECT_CONTAINS = "subject_contains"
 CONF_SENDER_VERIFIED = "sender_verified"
 
-EXTRA_FIELDS = {
+EXTRA_FIELDS: dict[vol.Marker, Any] = {
     vol.Optional(CONF_SENDER): cv.string,
     vol.Optional(CONF_SUBJECT_CONTAINS): cv.string,
     vol.Optional(CONF_SENDER_VERIFIED): cv.boolean,
 }
 TRIGGER_SCHEMA = DEVICE_TRIGGER_BASE_SCHEMA.extend(
-    {vol.Required(CONF_TYPE): vol.In([TRIGGER_MAIL_RECEIVED]), **EXTRA_FIELDS}
-)
+    {vol.Required(CONF_TYPE): vol.In([TRIGGER_MAIL_RECEIVED])}
+).extend(EXTRA_FIELDS)
 
 
 def _entry_id(hass: HomeAssistant, device_id: str) -> str | None:
@@ -85,9 +85,9 @@ def mail_matches(config: Mapping[str, Any], data: Mapping[str, Any]) -> bool:
                 return False
         elif sender.rpartition("@")[2] != wanted.lstrip("@"):
             return False
-    if part := config.get(CONF_SUBJECT_CONTAINS):
-        if part.casefold() not in str(data.get("subject") or "").casefold():
-            return False
+    part = str(config.get(CONF_SUBJECT_CONTAINS) or "").casefold()
+    if part and part not in str(data.get("subject") or "").casefold():
+        return False
     return not config.get(CONF_SENDER_VERIFIED) or data.get("sender_verified") is True
 
 

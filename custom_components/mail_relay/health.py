@@ -6,7 +6,9 @@ repair_after`` seconds without a working connection a repair issue says so
 in Settings, and it goes away by itself when the account connects again.
 
 The clock lives in ``hass.data`` per entry, not in the coordinator: a reload
-or a setup retry makes a new coordinator, and must not restart the count.
+or a setup retry makes a new coordinator, and must neither restart the count
+nor clear an issue the outage still deserves. Disabling or deleting the entry
+clears it.
 A refused password raises no issue of ours: the reauth flow Home Assistant
 starts for it brings its own (``config_entry_reauth``) and the way to fix it.
 """
@@ -16,7 +18,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from homeassistant.config_entries import SOURCE_REAUTH
-from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP
+from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.event import async_call_later
 from homeassistant.util import dt as dt_util
@@ -69,11 +72,16 @@ class AccountHealth:
         self.pause()
 
     @callback
-    def pause(self) -> None:
-        """Stop watching (the entry unloads); the clock keeps its start."""
+    def cancel(self) -> None:
+        """Stop the timer (Home Assistant stops); the issue stays as it is."""
         if self._cancel is not None:
             self._cancel()
             self._cancel = None
+
+    @callback
+    def pause(self) -> None:
+        """Stop watching (the entry is disabled); the clock keeps its start."""
+        self.cancel()
         if self.raised:
             self.raised = False
             ir.async_delete_issue(self.hass, DOMAIN, self.issue_id)
@@ -113,7 +121,15 @@ DATA_HEALTH: HassKey[dict[str, AccountHealth]] = HassKey(f"{DOMAIN}_health")
 @callback
 def account_health(hass: HomeAssistant, entry_id: str) -> AccountHealth:
     """Return the entry's health, the same one across reloads."""
-    kept = hass.data.setdefault(DATA_HEALTH, {})
+    if (kept := hass.data.get(DATA_HEALTH)) is None:
+        kept = hass.data[DATA_HEALTH] = {}
+
+        @callback
+        def _on_stop(_event: Event) -> None:
+            for health in kept.values():
+                health.cancel()
+
+        hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _on_stop)
     if entry_id not in kept:
         kept[entry_id] = AccountHealth(hass, entry_id)
     return kept[entry_id]
