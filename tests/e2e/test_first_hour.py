@@ -234,3 +234,130 @@ def test_a_newcomer_adds_an_account_and_an_automation_that_runs_on_mail(
     row = newcomer.page.get_by_text(ALIAS, exact=True).first
     expect(row).to_be_visible()
     newcomer.shot("5-automation-ran")
+
+
+DOORBELL = "Doorbell: someone is at the door"
+DEVICE_ALIAS = "Doorbell mail"
+DEVICE_ACTIONS = (
+    "actions:\n"
+    "  - action: persistent_notification.create\n"
+    "    data:\n"
+    "      title: Doorbell\n"
+    '      message: "{{ trigger.event.data.subject }}"\n'
+)
+
+
+class DeviceTriggerAuthor(Newcomer):
+    """The newcomer again, now picking the account's trigger in the editor."""
+
+    def __init__(self, page: Page, env: E2eEnvironment, ui: Ui) -> None:
+        """Screenshots are named device-trigger-*."""
+        Session.__init__(self, page, env, ui, "device-trigger")
+
+    def add_device_trigger(self, device_name: str, subject_contains: str) -> None:
+        """Add trigger → Device → the account → Mail received, with a condition."""
+        from playwright.sync_api import expect
+
+        page = self.page
+        editor = page.locator("ha-automation-editor")
+        editor.get_by_role(
+            "button", name=re.compile(r"^Add trigger$", re.I)
+        ).first.click()
+        picker = page.locator("add-automation-element-dialog")
+        picker.get_by_text("Device", exact=True).first.click()
+        self.shot("3-device")
+        device = editor.locator("ha-device-picker").first
+        device.click()
+        page.keyboard.type(device_name)
+        page.get_by_role(
+            "option", name=re.compile(re.escape(device_name))
+        ).first.click()
+        trigger = editor.locator("ha-device-trigger-picker").first
+        trigger.click()
+        page.get_by_role("option", name="Mail received").first.click()
+        subject = editor.get_by_role("textbox", name="Subject contains")
+        expect(subject).to_be_visible()
+        subject.fill(subject_contains)
+        subject.press("Tab")  # the label floats up once the field is left
+        page.wait_for_timeout(300)
+        expect(
+            editor.get_by_text("Only from verified senders (DMARC or DKIM)").first
+        ).to_be_visible()
+        self.shot("3-mail-received")
+
+    def yaml_text(self) -> str:
+        """⋮ → Edit in YAML; return what the editor shows."""
+        page = self.page
+        self.overflow_menu().click()
+        page.get_by_role("menuitem", name=re.compile("Edit in YAML")).or_(
+            page.get_by_role("option", name=re.compile("Edit in YAML"))
+        ).first.click()
+        editor = page.locator("ha-automation-editor .cm-content").first
+        editor.wait_for()
+        return editor.inner_text()
+
+    def replace_yaml(self, text: str) -> None:
+        """Replace the YAML editor's text with ``text``, as pasted."""
+        page = self.page
+        page.locator("ha-automation-editor .cm-content").first.click()
+        page.keyboard.press("ControlOrMeta+A")
+        page.keyboard.insert_text(text)
+
+
+@pytest.fixture
+def author(page: Page, e2e: E2eEnvironment) -> DeviceTriggerAuthor:
+    """A person logged in to Home Assistant in English."""
+    person = DeviceTriggerAuthor(page, e2e, EN)
+    person.log_in()
+    person.use_server_language()
+    return person
+
+
+def test_a_device_trigger_built_in_the_editor_runs_on_matching_mail(
+    e2e: E2eEnvironment, author: DeviceTriggerAuthor
+) -> None:
+    from playwright.sync_api import expect
+
+    user = e2e.dovecot.add_user("doorbell")
+    e2e.smtp.add_user(user.address, user.password)
+    author.add_account(user.address, user.password)
+    title = f"{user.address} (IMAP)"
+
+    author.open_automation_editor()
+    author.add_device_trigger(title, "doorbell")
+    # The visual editor wrote the device trigger; the action goes in as YAML.
+    written = author.yaml_text()
+    assert "type: mail_received" in written, written
+    assert "subject_contains: doorbell" in written, written
+    assert re.search(r"device_id: \w{32}", written), written
+    text = re.sub(r"^actions: \[\]\n?", "", written, flags=re.M)
+    author.replace_yaml(f"alias: {DEVICE_ALIAS}\n{text.rstrip()}\n{DEVICE_ACTIONS}")
+    expect(
+        author.page.get_by_text("persistent_notification.create").first
+    ).to_be_visible()
+    author.shot("3-yaml")
+    automation_id = author.save()
+    state = wait_for(lambda: automation_state(e2e, automation_id))
+    assert state["attributes"]["last_triggered"] is None
+
+    # Mail that does not match runs nothing; the doorbell's mail runs it once.
+    e2e.dovecot.deliver(user, make_message("Weekly newsletter", to=user.address))
+    e2e.dovecot.deliver(user, make_message(DOORBELL, to=user.address))
+    wait_for(
+        lambda: automation_state(e2e, automation_id)["attributes"]["last_triggered"]
+    )
+    notifications = author.page.evaluate(
+        """async () => {
+            const hass = document.querySelector("home-assistant").hass;
+            return await hass.callWS({type: "persistent_notification/get"});
+        }"""
+    )
+    doorbell = [n for n in notifications if n["title"] == "Doorbell"]
+    assert [n["message"] for n in doorbell] == [DOORBELL], notifications
+
+    # Its trace says what started it.
+    author.page.goto(e2e.hass.url + f"/config/automation/trace/{automation_id}")
+    author.page.get_by_text("Trace Timeline", exact=True).click()
+    received = re.compile(f"mail received by {re.escape(user.address)}")
+    expect(author.page.get_by_text(received).first).to_be_visible()
+    author.shot("5-trace")
