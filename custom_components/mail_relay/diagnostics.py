@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from homeassistant.components.diagnostics import REDACTED, async_redact_data
@@ -48,6 +49,9 @@ async def async_get_config_entry_diagnostics(
         "last_error": _without_addresses(coordinator.last_error),
         "folder": coordinator.folder,
         "last_event": async_redact_data(coordinator.last_event or {}, EVENT_TO_REDACT),
+        "last_check": _iso(coordinator.last_check),
+        "down_since": _iso(coordinator.health.down_since),
+        "repair_issue": coordinator.health.raised,
     }
     return {
         "entry": {
@@ -56,6 +60,10 @@ async def async_get_config_entry_diagnostics(
         },
         "state": state,
     }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 def _without_addresses(text: str | None) -> str | None:

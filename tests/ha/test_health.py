@@ -24,6 +24,7 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.mail_relay.const import CONF_POLL_INTERVAL, CONF_PUSH, DOMAIN
+from custom_components.mail_relay.diagnostics import async_get_config_entry_diagnostics
 from tests.ha.helpers import wait_for
 from tests.ha.test_imap_account import entity_id, setup
 from tests.mailserver import DovecotServer, MailUser
@@ -169,6 +170,10 @@ async def test_a_long_outage_raises_a_repair_issue_cleared_on_recovery(
     assert raised.translation_placeholders["minutes"] == "30"
     assert hass.states.get(connection).state == STATE_OFF
     assert last_check(hass, sensor) == before
+    diag = (await async_get_config_entry_diagnostics(hass, entry))["state"]
+    assert diag["repair_issue"] is True
+    assert diag["down_since"] is not None
+    assert diag["last_check"].startswith(before.isoformat()[:19])
 
     await next_second()
     await hass.async_add_executor_job(own_dovecot.start)
@@ -176,6 +181,8 @@ async def test_a_long_outage_raises_a_repair_issue_cleared_on_recovery(
     await wait_for(hass, lambda: hass.states.get(connection).state == STATE_ON, 15)
     assert issue(hass, entry) is None
     await moved(hass, sensor, before)
+    diag = (await async_get_config_entry_diagnostics(hass, entry))["state"]
+    assert (diag["repair_issue"], diag["down_since"]) == (False, None)
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
@@ -217,3 +224,28 @@ async def test_the_issue_outlives_a_reload_during_the_outage(
     )
     await hass.async_block_till_done()
     assert issue(hass, entry) is None
+
+
+async def test_a_server_down_since_start_raises_the_issue_too(
+    hass: HomeAssistant,
+    own_dovecot: DovecotServer,
+    entry_factory: Callable[..., MockConfigEntry],
+) -> None:
+    user = own_dovecot.add_user()
+    entry = entry_factory(user, server=own_dovecot, smtp_security=None)
+    await hass.async_add_executor_job(own_dovecot.stop)
+    entry.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    later(hass, THIRTY_MINUTES - 300)  # Home Assistant retries meanwhile
+    await hass.async_block_till_done()
+    assert issue(hass, entry) is None
+    later(hass, THIRTY_MINUTES + 1)
+    await hass.async_block_till_done()
+    assert issue(hass, entry) is not None
+
+    await hass.async_add_executor_job(own_dovecot.start)
+    later(hass, THIRTY_MINUTES + 600)  # the next setup retry
+    await wait_for(hass, lambda: entry.state is ConfigEntryState.LOADED, 15)
+    assert issue(hass, entry) is None
+    assert await hass.config_entries.async_unload(entry.entry_id)
