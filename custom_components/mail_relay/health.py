@@ -9,6 +9,7 @@ The clock lives in ``hass.data`` per entry, not in the coordinator: a reload
 or a setup retry makes a new coordinator, and must neither restart the count
 nor clear an issue the outage still deserves. Disabling or deleting the entry
 clears it.
+
 A refused password raises no issue of ours: the reauth flow Home Assistant
 starts for it brings its own (``config_entry_reauth``) and the way to fix it.
 """
