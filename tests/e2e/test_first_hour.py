@@ -4,7 +4,9 @@ The person adds the mailbox with nothing but its address and password (the
 servers come from the ISP database, as the demo of ``scripts/develop`` serves
 them), then builds an automation in Home Assistant's automation editor (YAML
 mode: the visual editor's widgets differ too much between frontends), saves it
-and sees it run when a mail arrives.
+and sees it run when a mail arrives. The second test picks the "mail received"
+device trigger and its subject condition in the visual editor (the one place
+where the point is what the editor offers), then writes the action in YAML.
 """
 
 from __future__ import annotations
