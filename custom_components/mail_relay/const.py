@@ -44,6 +44,4 @@ CONF_RETENTION_DAYS: Final = "retention_days"
 CONF_RECIPIENTS: Final = "recipients"  # default notify recipients
 CONF_SENDER_NAME: Final = "sender_name"
 CONF_SAVE_SENT: Final = "save_sent"  # IMAP: keep a copy of sent mail in Sent
-# Seconds without a working connection before a repair issue; not in the form.
-CONF_REPAIR_AFTER: Final = "repair_after"
 # Their defaults and bounds: mail/options.py (settings.account_options).

@@ -20,7 +20,6 @@ from .const import (
     CONF_POLL_INTERVAL,
     CONF_PUSH,
     CONF_RECIPIENTS,
-    CONF_REPAIR_AFTER,
     CONF_RETENTION,
     CONF_RETENTION_DAYS,
     CONF_SAVE_SENT,
@@ -129,11 +128,8 @@ def account_options(options: Mapping[str, Any]) -> AccountOptions:
         recipients=_recipients(options.get(CONF_RECIPIENTS)),
         sender_name=str(options.get(CONF_SENDER_NAME) or ""),
         save_sent=bool(options.get(CONF_SAVE_SENT, False)),
-        health=HealthOptions(
-            repair_after=float(
-                options.get(CONF_REPAIR_AFTER, HealthOptions().repair_after)
-            )
-        ),
+        # Not in the options form yet: every account waits the default.
+        health=HealthOptions(),
     )
 
 
