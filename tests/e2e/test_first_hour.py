@@ -277,14 +277,17 @@ class DeviceTriggerAuthor(Newcomer):
         trigger = editor.locator("ha-device-trigger-picker").first
         trigger.click()
         page.get_by_role("option", name="Mail received").first.click()
-        subject = editor.get_by_role("textbox", name="Subject contains")
-        expect(subject).to_be_visible()
-        subject.fill(subject_contains)
-        subject.press("Tab")  # the label floats up once the field is left
-        page.wait_for_timeout(300)
         expect(
             editor.get_by_text("Only from verified senders (DMARC or DKIM)").first
         ).to_be_visible()
+        # The editor writes the fields' defaults into the trigger once they
+        # show; typing before that lands may be overwritten.
+        page.wait_for_timeout(500)
+        subject = editor.get_by_role("textbox", name="Subject contains")
+        subject.fill(subject_contains)
+        subject.press("Tab")  # the label floats up once the field is left
+        expect(subject).to_have_value(subject_contains)
+        page.wait_for_timeout(300)
         self.shot("3-mail-received")
 
     def yaml_text(self) -> str:
