@@ -42,8 +42,9 @@ DKIM_PASS = (
 
 
 def device_id(hass: HomeAssistant, entry: MockConfigEntry) -> str:
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, entry.entry_id)})
-    assert device is not None
+    # By config entry: async_get_device is deprecated from Home Assistant 2026.
+    devices = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
+    [device] = [d for d in devices if (DOMAIN, entry.entry_id) in d.identifiers]
     return device.id
 
 
