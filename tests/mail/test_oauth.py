@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from custom_components.mail_relay.mail.backoff import Backoff
 from custom_components.mail_relay.mail.compose import OutgoingMail
 from custom_components.mail_relay.mail.errors import OAuthTokenRefused
-from custom_components.mail_relay.mail.imap import ImapClient
+from custom_components.mail_relay.mail.imap import ImapClient, ImapWatcher
 from custom_components.mail_relay.mail.message import MailEvent
 from custom_components.mail_relay.mail.models import Security, ServerSettings
 from custom_components.mail_relay.mail.oauth import StaticTokenSource, TokenSource
+from custom_components.mail_relay.mail.options import Timeouts
 from custom_components.mail_relay.mail.pop3 import Pop3Poller, Pop3State
 from custom_components.mail_relay.mail.smtp import SmtpSender
 from tests.mailserver import (
@@ -28,6 +31,7 @@ from tests.mailserver import (
     TestCertificate,
 )
 from tests.mailserver.dovecot import make_message
+from tests.mailserver.imap_scripted import ScriptedImapServer, Writer
 
 
 class RefreshingSource:
@@ -381,3 +385,154 @@ async def test_smtp_expired_token_one_forced_refresh_then_success(
     finally:
         await sender.close()
     assert source.forced == 1
+
+
+# -- what only Exchange and Gmail do: the scripted IMAP server -----------------------
+
+CAPS = "IMAP4rev1 IDLE AUTH=XOAUTH2 AUTH=OAUTHBEARER"
+
+
+def scripted_settings(port: int, source: TokenSource) -> ServerSettings:
+    return ServerSettings(
+        host="127.0.0.1",
+        port=port,
+        security=Security.NONE,
+        username="someone@example.com",
+        token_source=source,
+    )
+
+
+def challenge(status: str) -> str:
+    body = f'{{"status":"{status}","schemes":"bearer","scope":"mail"}}'
+    return base64.b64encode(body.encode()).decode()
+
+
+async def test_imap_without_sasl_ir_sends_the_token_after_the_plus() -> None:
+    async def authenticate(tag: str, line: str, out: Writer) -> None:
+        assert line.split()[2:] == ["XOAUTH2"]  # no initial response
+        await out.write(b"+ \r\n")
+        answer = await out.readline()
+        ok = answer == b64("someone@example.com", "tok")
+        await out.write(f"{tag} {'OK' if ok else 'NO'} done\r\n".encode())
+
+    async with ScriptedImapServer(
+        capabilities=CAPS, answers={"AUTHENTICATE": authenticate}
+    ) as server:
+        client = ImapClient(
+            scripted_settings(server.port, StaticTokenSource("tok")), ssl_context=None
+        )
+        await client.connect()
+        await client.logout()
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "status", "reason", "abort"),
+    [
+        ("XOAUTH2", "401", "invalid", ""),
+        ("XOAUTH2", "400", "account", ""),
+        ("OAUTHBEARER", "insufficient_scope", "scope", "AQ=="),
+    ],
+)
+async def test_imap_error_challenge_gives_the_reason(
+    mechanism: str, status: str, reason: str, abort: str
+) -> None:
+    """The JSON challenge says why; the client ends the exchange at once."""
+
+    async def authenticate(tag: str, line: str, out: Writer) -> None:
+        await out.write(f"+ {challenge(status)}\r\n".encode())
+        answered = await out.readline()
+        word = "NO" if answered == abort else "BAD"
+        await out.write(f"{tag} {word} [AUTHENTICATIONFAILED] failed\r\n".encode())
+
+    caps = f"IMAP4rev1 SASL-IR AUTH={mechanism}"
+    async with ScriptedImapServer(
+        capabilities=caps, answers={"AUTHENTICATE": authenticate}
+    ) as server:
+        source = StaticTokenSource("tok")
+        client = ImapClient(scripted_settings(server.port, source), ssl_context=None)
+        started = time.monotonic()
+        with pytest.raises(OAuthTokenRefused) as refused:
+            await client.connect()
+        await client.logout()
+    assert time.monotonic() - started < 1.0
+    assert refused.value.reason == reason
+    # The client answered the challenge with its mechanism's abort, once.
+    (auth,) = [i for i, c in enumerate(server.commands) if "AUTHENTICATE" in c]
+    assert server.commands[auth + 1] == abort
+    assert source.forced == 1
+
+
+async def test_exchange_authenticated_but_not_connected_is_a_sign_in_error(
+    trust_test_cert: Path,
+) -> None:
+    """Exchange takes the token, then refuses the mailbox: not a network error."""
+
+    async def select(tag: str, line: str, out: Writer) -> None:
+        await out.write(
+            f"{tag} BAD User is authenticated but not connected.\r\n".encode()
+        )
+
+    async with ScriptedImapServer(
+        capabilities=f"{CAPS} SASL-IR", answers={"SELECT": select}
+    ) as server:
+        sink_events: list[MailEvent] = []
+
+        async def on_message(event: MailEvent) -> None:
+            sink_events.append(event)
+
+        watcher = ImapWatcher(
+            scripted_settings(server.port, StaticTokenSource("tok")),
+            account="someone@example.com",
+            state=None,
+            on_message=on_message,
+        )
+        with pytest.raises(OAuthTokenRefused) as refused:
+            await asyncio.wait_for(watcher.run(), 5)
+        await watcher.close()
+    assert refused.value.reason == "account"
+    assert server.sessions == 1  # fatal: not retried
+
+
+async def test_bye_access_token_expired_reconnects_at_once_with_a_fresh_token() -> None:
+    rounds: list[str] = []
+
+    async def idle(tag: str, line: str, out: Writer) -> None:
+        rounds.append(tag)
+        await out.write(b"+ idling\r\n")
+        if len(rounds) == 1:
+            await out.write(b"* BYE Session invalidated - AccessTokenExpired\r\n")
+            out.close()
+            return
+        await out.readline()  # DONE
+        await out.write(f"{tag} OK done\r\n".encode())
+
+    async with ScriptedImapServer(
+        capabilities=f"{CAPS} SASL-IR", answers={"IDLE": idle}
+    ) as server:
+        source = StaticTokenSource("tok")
+
+        async def on_message(event: MailEvent) -> None:
+            pass
+
+        watcher = ImapWatcher(
+            scripted_settings(server.port, source),
+            account="someone@example.com",
+            state=None,
+            on_message=on_message,
+            # A backoff would show: the first retry waits 30 s.
+            timeouts=Timeouts(reconnect=Backoff(initial=30.0, maximum=60.0)),
+        )
+        task = asyncio.create_task(watcher.run())
+        try:
+            deadline = time.monotonic() + 5
+            while len(rounds) < 2:
+                assert time.monotonic() < deadline, "no reconnect"
+                assert not task.done(), task
+                await asyncio.sleep(0.02)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await watcher.close()
+    assert server.sessions == 2
+    assert source.forced == 1  # the new session signed in with a fresh token
