@@ -225,7 +225,12 @@ def test_smtp_xoauth2_handler(
 ) -> None:
     token = oauth_server.issue(oauth_user.address).access_token
     context = oauth_smtp.cert.client_context()
-    with smtplib.SMTP(oauth_smtp.host, oauth_smtp.starttls_port, timeout=10) as smtp:
+    with smtplib.SMTP(
+        oauth_smtp.host,
+        oauth_smtp.starttls_port,
+        local_hostname="localhost",
+        timeout=10,
+    ) as smtp:
         smtp.starttls(context=context)
         smtp.ehlo()
         assert "XOAUTH2" in smtp.esmtp_features["auth"]
