@@ -641,3 +641,20 @@ async def test_no_token_in_any_log_line_or_trace_at_debug(
     for secret in secrets_:
         assert secret.encode() not in seen
         assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("challenge_bytes", "expires_at", "reason"),
+    [
+        (b"not base64 at all!", None, "invalid"),
+        (base64.b64encode(b"[1, 2]"), None, "invalid"),
+        (base64.b64encode(b'{"status":"401"}'), 1.0, "expired"),  # long expired
+        (base64.b64encode(b'{"status":"403"}'), None, "scope"),
+        # A hostile server's endless challenge is read only so far.
+        (base64.b64encode(b'{"status":"400"' + b" " * 100_000 + b"}"), None, "invalid"),
+    ],
+)
+def test_error_challenge_is_read_safely(
+    challenge_bytes: bytes, expires_at: float | None, reason: str
+) -> None:
+    assert sasl.refusal_reason(challenge_bytes, expires_at) == reason
