@@ -163,6 +163,15 @@ async def test_imap_oauthbearer_when_xoauth2_is_not_offered(
             await login_imap(oauth_settings(server, user, bad), tls_context)
         assert time.monotonic() - started < 1.0
         assert refused.value.reason == "invalid"
+        # POP3 takes it too.
+        poller = Pop3Poller(
+            oauth_settings(server, user, source, protocol="pop3"),
+            account=user.address,
+            state=Pop3State(),
+            ssl_context=tls_context,
+        )
+        await poller.check_login()
+        assert await _logged_in(server, user, "pop3-login", "method=OAUTHBEARER")
     finally:
         await asyncio.to_thread(server.cleanup)
 
@@ -227,10 +236,10 @@ async def test_imap_expired_token_reason_when_refresh_does_not_help(
     assert refused.value.reason == "expired"
 
 
-async def _logged_in(server: DovecotServer, user: MailUser) -> bool:
-    """Dovecot's log process writes the login line a moment later."""
+async def _logged_in(server: DovecotServer, user: MailUser, *words: str) -> bool:
+    """A login of ``user`` with ``words`` in its log line (written a moment later)."""
     for _ in range(50):
-        if server.logins(user):
+        if any(all(w in line for w in words) for line in server.logins(user)):
             return True
         await asyncio.sleep(0.05)
     return False
@@ -463,6 +472,26 @@ async def test_imap_error_challenge_gives_the_reason(
     (auth,) = [i for i, c in enumerate(server.commands) if "AUTHENTICATE" in c]
     assert server.commands[auth + 1] == abort
     assert source.forced == 1
+
+
+async def test_a_server_echoing_the_token_does_not_put_it_in_the_error() -> None:
+    async def authenticate(tag: str, line: str, out: Writer) -> None:
+        echoed = line.split()[-1]
+        await out.write(f"{tag} NO bad token tok-123 ({echoed})\r\n".encode())
+
+    async with ScriptedImapServer(
+        capabilities=f"{CAPS} SASL-IR", answers={"AUTHENTICATE": authenticate}
+    ) as server:
+        client = ImapClient(
+            scripted_settings(server.port, StaticTokenSource("tok-123")),
+            ssl_context=None,
+        )
+        with pytest.raises(OAuthTokenRefused) as refused:
+            await client.connect()
+        await client.logout()
+    assert "tok-123" not in str(refused.value)
+    assert b64("someone@example.com", "tok-123") not in str(refused.value)
+    assert "****" in str(refused.value)
 
 
 async def test_exchange_authenticated_but_not_connected_is_a_sign_in_error(

@@ -450,7 +450,7 @@ class ImapConnection:
         if reason is None and response.result == "OK":
             await self._logged_in(proto, response)
             return
-        text = _last_text(response)
+        text = sasl.scrub(_last_text(response), mechanism, settings.username, token)
         if reason is None:
             source = settings.token_source
             reason = sasl.reason_for(text, source.expires_at if source else None)
