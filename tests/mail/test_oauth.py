@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from custom_components.mail_relay.mail.backoff import Backoff
@@ -35,27 +36,41 @@ from tests.mailserver import (
 )
 from tests.mailserver.dovecot import make_message
 from tests.mailserver.imap_scripted import ScriptedImapServer, Writer
+from tests.mailserver.oauth import IssuedToken
 
 
 class RefreshingSource:
-    """A token source that refreshes at the real server (by the test's hand).
+    """A token source that refreshes at the authorization server over HTTP.
 
-    Starts with ``token``; a forced refresh mints a new token at the
-    authorization server, as a refresh-token grant would.
+    Starts with ``issued``; a forced refresh is a real refresh-token grant
+    (the refresh token rotates). The mail tests need only this much; the
+    product's sources are built elsewhere (mail/oauth clients, Home Assistant).
     """
 
-    def __init__(self, server: OAuthServer, user: str, token: str) -> None:
+    def __init__(self, server: OAuthServer, issued: IssuedToken) -> None:
         self.server = server
-        self.user = user
-        self.token = token
+        self.token = issued.access_token
+        self.refresh_token = issued.refresh_token or ""
         self.forced = 0
-        self._expires_at: float | None = server.by_access[token].expires_at
+        self._expires_at: float | None = issued.expires_at
 
     async def access_token(self, *, force_refresh: bool = False) -> str:
         if force_refresh:
             self.forced += 1
-            issued = self.server.issue(self.user)
-            self.token, self._expires_at = issued.access_token, issued.expires_at
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": self.refresh_token,
+                "client_id": self.server.default_client.client_id,
+            }
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(f"{self.server.base}/token", data=form) as response,
+            ):
+                assert response.status == 200, await response.text()
+                token = await response.json()
+            self.token = token["access_token"]
+            self.refresh_token = token["refresh_token"]
+            self._expires_at = time.time() + token["expires_in"]
         return self.token
 
     @property
@@ -216,9 +231,11 @@ async def test_imap_expired_token_one_forced_refresh_then_success(
 ) -> None:
     issued = oauth_server.issue(oauth_user.address)
     oauth_server.expire(issued.access_token)
-    source = RefreshingSource(oauth_server, oauth_user.address, issued.access_token)
+    source = RefreshingSource(oauth_server, issued)
+    refreshes = oauth_server.refresh_requests
     await login_imap(oauth_settings(oauth_dovecot, oauth_user, source), tls_context)
     assert source.forced == 1
+    assert oauth_server.refresh_requests == refreshes + 1  # one real refresh grant
     assert await _logged_in(oauth_dovecot, oauth_user)
 
 
@@ -298,7 +315,7 @@ async def test_pop3_refused_token_answered_at_once_then_refresh(
     # An expired token: one forced refresh, then in.
     issued = oauth_server.issue(oauth_user.address)
     oauth_server.expire(issued.access_token)
-    source = RefreshingSource(oauth_server, oauth_user.address, issued.access_token)
+    source = RefreshingSource(oauth_server, issued)
     poller = Pop3Poller(
         oauth_settings(oauth_dovecot, oauth_user, source, protocol="pop3"),
         account=oauth_user.address,
@@ -389,7 +406,7 @@ async def test_smtp_expired_token_one_forced_refresh_then_success(
 ) -> None:
     issued = oauth_server.issue(oauth_user.address)
     oauth_server.expire(issued.access_token)
-    source = RefreshingSource(oauth_server, oauth_user.address, issued.access_token)
+    source = RefreshingSource(oauth_server, issued)
     sender = SmtpSender(smtp_oauth_settings(oauth_smtp, oauth_user, source))
     sender._ssl_context = tls_context
     try:
@@ -583,7 +600,7 @@ async def test_watcher_renews_before_expiry_without_missing_or_repeating_mail(
     issued = oauth_server.issue(
         oauth_user.address, lifetime=int(TOKEN_RENEW_MARGIN) + 3
     )
-    source = RefreshingSource(oauth_server, oauth_user.address, issued.access_token)
+    source = RefreshingSource(oauth_server, issued)
     sink = Sink()
     watcher = make_watcher(
         oauth_settings(oauth_dovecot, oauth_user, source), sink, tls_context
