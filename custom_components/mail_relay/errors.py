@@ -25,9 +25,12 @@ from .mail.errors import (
     MailTimeoutError,
     MessageError,
     OAuthRequiredError,
+    OAuthTokenRefused,
     ProtocolError,
     SendError,
     StartTlsUnavailableError,
+    TokenRefreshRefused,
+    TokenServiceUnavailable,
     UnconfirmedSendError,
 )
 
@@ -66,6 +69,27 @@ _ACTION_FAILED = Outcome(HomeAssistantError, "action_failed")
 
 # Most specific class first: the first row the error is an instance of wins.
 TABLE: tuple[Row, ...] = (
+    Row(
+        OAuthTokenRefused,
+        "oauth_token_refused",
+        Outcome(ConfigEntryAuthFailed, "oauth_token_refused"),
+        Outcome(HomeAssistantError, "oauth_token_refused"),
+        Outcome(HomeAssistantError, "oauth_token_refused"),
+    ),
+    Row(
+        TokenRefreshRefused,
+        "oauth_refresh_refused",
+        Outcome(ConfigEntryAuthFailed, "oauth_refresh_refused"),
+        Outcome(HomeAssistantError, "oauth_refresh_refused"),
+        Outcome(HomeAssistantError, "oauth_refresh_refused"),
+    ),
+    Row(
+        TokenServiceUnavailable,
+        "oauth_unavailable",
+        Outcome(ConfigEntryNotReady, "oauth_unavailable"),
+        Outcome(HomeAssistantError, "oauth_unavailable"),
+        Outcome(HomeAssistantError, "oauth_unavailable"),
+    ),
     Row(
         OAuthRequiredError,
         "oauth_required",
@@ -170,6 +194,8 @@ def needs_reauth(err: MailError) -> bool:
 def _placeholders(err: MailError, key: str) -> dict[str, str] | None:
     if key == "auth_failed":
         return None
+    if isinstance(err, OAuthTokenRefused):
+        return {"reason": err.reason}
     if key == "send_refused" and isinstance(err, SendError):
         return {"code": str(err.code), "reply": err.reply}
     return {"error": str(err) or type(err).__name__}

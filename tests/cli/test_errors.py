@@ -20,6 +20,11 @@ CORE_ERRORS = [
 CODES = {
     "OAuthRequiredError": Exit.OAUTH,
     "AuthError": Exit.AUTH,
+    # OAuth2 (issue 16): as their base classes until the CLI gives them their own.
+    "OAuthTokenRefused": Exit.AUTH,
+    "TokenRefreshRefused": Exit.AUTH,
+    "TokenServiceUnavailable": Exit.CONNECTION,
+    "TokenExpiredError": Exit.CONNECTION,
     "StartTlsUnavailableError": Exit.STARTTLS,
     "CertificateError": Exit.TLS,
     "TlsError": Exit.TLS,

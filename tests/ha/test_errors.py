@@ -45,6 +45,15 @@ def make(cls: type[MailError], text: str = "boom") -> MailError:
 
 # (core class, flow key, setup, send (SMTP), IMAP action): what users saw before.
 EXPECTED = [
+    ("OAuthTokenRefused", "oauth_token_refused",
+     (ConfigEntryAuthFailed, "oauth_token_refused"),
+     (HomeAssistantError, "oauth_token_refused"), "oauth_token_refused"),
+    ("TokenRefreshRefused", "oauth_refresh_refused",
+     (ConfigEntryAuthFailed, "oauth_refresh_refused"),
+     (HomeAssistantError, "oauth_refresh_refused"), "oauth_refresh_refused"),
+    ("TokenServiceUnavailable", "oauth_unavailable",
+     (ConfigEntryNotReady, "oauth_unavailable"),
+     (HomeAssistantError, "oauth_unavailable"), "oauth_unavailable"),
     ("OAuthRequiredError", "oauth_required", (ConfigEntryAuthFailed, "auth_failed"),
      (HomeAssistantError, "smtp_auth_failed"), "auth_failed"),
     ("AuthError", "invalid_auth", (ConfigEntryAuthFailed, "auth_failed"),
@@ -54,6 +63,8 @@ EXPECTED = [
     ("StartTlsUnavailableError", "starttls_unavailable",
      (ConfigEntryNotReady, "cannot_connect"),
      (HomeAssistantError, "smtp_starttls_unavailable"), "action_failed"),
+    ("TokenExpiredError", "cannot_connect", (ConfigEntryNotReady, "cannot_connect"),
+     (HomeAssistantError, "smtp_connect_failed"), "action_failed"),
     ("TlsError", "cannot_connect", (ConfigEntryNotReady, "cannot_connect"),
      (HomeAssistantError, "smtp_connect_failed"), "action_failed"),
     ("MailTimeoutError", "timeout", (ConfigEntryNotReady, "cannot_connect"),
@@ -116,6 +127,9 @@ def test_placeholders_fill_every_message() -> None:
         "error": "ConnectError"
     }
     assert ha_error(core.AuthError("no"), Where.ACTION).translation_placeholders is None
+    refused = ha_error(core.OAuthTokenRefused("account"), Where.SETUP)
+    assert refused.translation_placeholders == {"reason": "account"}
+    assert core.OAuthTokenRefused("nonsense").reason == "invalid"
 
 
 def test_every_key_is_translated() -> None:

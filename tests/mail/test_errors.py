@@ -18,6 +18,8 @@ def test_fatal_classes() -> None:
     assert fatal == {
         "AuthError",
         "OAuthRequiredError",
+        "OAuthTokenRefused",
+        "TokenRefreshRefused",
         "CertificateError",
         "StartTlsUnavailableError",
     }

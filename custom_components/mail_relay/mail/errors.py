@@ -7,7 +7,15 @@ retrying on a fatal error and ask the user; every other error is retried.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Final, Literal
+
+type OAuthReason = Literal["expired", "scope", "account", "invalid"]
+OAUTH_REASONS: Final[tuple[OAuthReason, ...]] = (
+    "expired",
+    "scope",
+    "account",
+    "invalid",
+)
 
 
 class MailError(Exception):
@@ -22,6 +30,14 @@ class ConnectError(MailError):
 
 class MailTimeoutError(ConnectError):
     """The server did not answer in time."""
+
+
+class TokenExpiredError(ConnectError):
+    """The server ended the session because the OAuth2 token expired.
+
+    Exchange's ``* BYE Session invalidated - AccessTokenExpired``: reconnect
+    at once with a fresh token, without backing off.
+    """
 
 
 class TlsError(ConnectError):
@@ -52,6 +68,37 @@ class AuthError(MailError):
 
 class OAuthRequiredError(AuthError):
     """The provider accepts only OAuth2 (passwords are refused)."""
+
+
+class OAuthTokenRefused(AuthError):
+    """The mail server refused the OAuth2 token, even after one forced refresh.
+
+    ``reason``: ``"expired"``, ``"scope"`` (the token lacks the mail scope),
+    ``"account"`` (a token of another account) or ``"invalid"``. The user must
+    sign in again.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        """Keep the reason (an unknown one reads as ``"invalid"``)."""
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason: OAuthReason = next(
+            (known for known in OAUTH_REASONS if known == reason), "invalid"
+        )
+
+
+class TokenRefreshRefused(AuthError):
+    """The authorization server refused the refresh token (revoked, expired).
+
+    Raised by a token source; the user must sign in again.
+    """
+
+
+class TokenServiceUnavailable(ConnectError):
+    """The authorization server could not be reached or failed (5xx).
+
+    Raised by a token source; retried like a connection error, never a
+    reason to sign in again.
+    """
 
 
 class ProtocolError(MailError):

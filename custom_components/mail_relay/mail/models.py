@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .oauth import TokenSource
 
 
 class Security(StrEnum):
@@ -32,6 +36,9 @@ class ServerSettings:
     username: str
     password: str = field(default="", repr=False)
     verify_tls: bool = True
+    # When set, the clients log in with OAuth2 as ``username`` (XOAUTH2, else
+    # OAUTHBEARER) and ignore ``password``.
+    token_source: TokenSource | None = field(default=None, repr=False, compare=False)
 
 
 # Well-known ports (RFC 8314, RFC 6409): used when a source names no port.
