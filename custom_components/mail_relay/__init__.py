@@ -14,6 +14,7 @@ from .coordinator import create_coordinator
 from .data import MailRelayConfigEntry, MailRelayData
 from .mail.models import Protocol
 from .mail.smtp import SmtpSender
+from .saving import async_setup_save_action
 from .services import async_setup_services
 from .settings import account_name, smtp_settings
 
@@ -42,6 +43,7 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
         # Like Thunderbird's mailnews.auto_config_url: an organisation's ISPDB.
         hass.data[DATA_ISPDB_URL] = ispdb_url
     async_setup_services(hass)
+    async_setup_save_action(hass)
     return True
 
 

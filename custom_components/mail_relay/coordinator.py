@@ -32,6 +32,7 @@ from .mail.message import MailEvent
 from .mail.models import Protocol, ServerSettings
 from .mail.pop3 import Pop3Poller, Pop3State
 from .mail.tls import create_ssl_context
+from .saving import async_auto_save
 from .settings import AccountOptions, account_options, incoming_settings
 
 if TYPE_CHECKING:
@@ -190,6 +191,7 @@ class MailRelayCoordinator(ABC):
         if event.message_id is not None and event.message_id in self._sent:
             LOGGER.debug("%s: no event for our own %s", self.account, event.message_id)
             return
+        event = await self._async_save_attachments(event)
         data = {"entry_id": self.entry.entry_id, **event.as_dict()}
         self.hass.bus.async_fire(EVENT_NEW_MAIL, data)
         self.last_event = data
@@ -198,6 +200,16 @@ class MailRelayCoordinator(ABC):
         for handler in list(self._event_listeners):
             handler(data)
         self._notify()
+
+    async def _async_save_attachments(self, event: MailEvent) -> MailEvent:
+        """Auto-save the new mail's attachments, when the options say so."""
+        if not self.options.attachments.enabled or not event.attachments:
+            return event
+        return await async_auto_save(self.hass, self.entry, event)
+
+    async def async_retrieve(self, uid: str, limit: int) -> bytes | None:
+        """Read one message whole (POP3, to save its attachments); None if over limit."""
+        raise NotImplementedError  # IMAP fetches parts instead
 
     @callback
     def _set_connected(self, connected: bool, error: str | None) -> None:
@@ -334,6 +346,12 @@ class Pop3Coordinator(MailRelayCoordinator):
                 name=f"{DOMAIN} POP3 {self.account}",
             )
         )
+
+    async def async_retrieve(self, uid: str, limit: int) -> bytes | None:
+        """Read one message whole while it is on the server, between polls."""
+        if self._poller is None:
+            raise RuntimeError("the account has not started")
+        return await self._poller.retrieve(uid, limit)
 
     async def _async_stop(self) -> None:
         if self._retry_cancel:

@@ -9,6 +9,11 @@ from typing import Any
 from homeassistant.const import CONF_PASSWORD
 
 from .const import (
+    CONF_ATTACHMENTS,
+    CONF_ATTACHMENTS_DIRECTORY,
+    CONF_ATTACHMENTS_ENABLED,
+    CONF_ATTACHMENTS_MAX_SIZE_MB,
+    CONF_ATTACHMENTS_TYPES,
     CONF_CATCHUP_HOURS,
     CONF_FOLDER,
     CONF_INCLUDE_HEADERS,
@@ -34,6 +39,7 @@ from .const import (
 from .mail.models import DEFAULT_PORTS, Protocol, Security, ServerSettings
 from .mail.options import (
     MIN_POLL_INTERVAL,
+    AttachmentSaveOptions,
     EventOptions,
     ImapWatchOptions,
     Pop3PollOptions,
@@ -96,6 +102,8 @@ class AccountOptions:
     recipients: tuple[str, ...] = ()  # notify's default; empty: the account
     sender_name: str = ""
     save_sent: bool = False  # IMAP: a copy of each sent mail in Sent
+    # IMAP: attachments of new mail saved to a folder (and the action's defaults).
+    attachments: AttachmentSaveOptions = field(default_factory=AttachmentSaveOptions)
 
 
 def account_options(options: Mapping[str, Any]) -> AccountOptions:
@@ -126,6 +134,24 @@ def account_options(options: Mapping[str, Any]) -> AccountOptions:
         recipients=_recipients(options.get(CONF_RECIPIENTS)),
         sender_name=str(options.get(CONF_SENDER_NAME) or ""),
         save_sent=bool(options.get(CONF_SAVE_SENT, False)),
+        attachments=_attachment_options(options.get(CONF_ATTACHMENTS) or {}),
+    )
+
+
+def _attachment_options(saved: Mapping[str, Any]) -> AttachmentSaveOptions:
+    """Read the auto-save block; the size is kept in MB, the core counts bytes."""
+    default = AttachmentSaveOptions()
+    size_mb = saved.get(CONF_ATTACHMENTS_MAX_SIZE_MB)
+    types = saved.get(CONF_ATTACHMENTS_TYPES) or ()
+    if isinstance(types, str):
+        types = types.split(",")
+    return AttachmentSaveOptions(
+        enabled=bool(saved.get(CONF_ATTACHMENTS_ENABLED, default.enabled)),
+        types=tuple(t.strip().lower() for t in types if t and t.strip()),
+        max_size=default.max_size
+        if size_mb is None
+        else min(int(float(size_mb) * 2**20), default.max_size),
+        directory=str(saved.get(CONF_ATTACHMENTS_DIRECTORY) or default.directory),
     )
 
 

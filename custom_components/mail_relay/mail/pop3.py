@@ -55,6 +55,7 @@ from .errors import (
     ConnectError,
     MailError,
     MailTimeoutError,
+    MessageNotFoundError,
     ProtocolError,
     StartTlsUnavailableError,
     TlsError,
@@ -470,6 +471,44 @@ class Pop3Poller:
                     "The POP3 session took longer than"
                     f" {self._session_deadline:g} s; the server is too slow"
                 ) from None
+
+    async def retrieve(self, uidl: str, limit: int) -> bytes | None:
+        """Read one message whole (``RETR``), found by its UIDL; None if over ``limit``.
+
+        For saving attachments: POP3 has no parts. Waits for a poll in
+        flight (one session at a time: servers lock the maildrop) and
+        changes nothing on the server.
+        """
+        async with self._lock:
+            try:
+                async with asyncio.timeout(self._session_deadline):
+                    client = await self._connect()
+                    try:
+                        raw = await self._call(
+                            client, partial(self._retrieve, client, uidl, limit)
+                        )
+                        await self._call(client, client.quit_session)
+                    except BaseException:
+                        await self._discard(client)
+                        raise
+            except TimeoutError:
+                raise MailTimeoutError(
+                    "The POP3 session took longer than"
+                    f" {self._session_deadline:g} s; the server is too slow"
+                ) from None
+        return raw
+
+    @staticmethod
+    def _retrieve(client: _Client, uidl: str, limit: int) -> bytes | None:
+        numbers = [n for n, u in client.uidl_listing().items() if u == uidl]
+        if not numbers:
+            raise MessageNotFoundError(f"no message with UIDL {uidl} on the server")
+        size = client.size_of(numbers[0])
+        if size is not None and size > limit:
+            return None  # not downloaded at all
+        client.command(f"RETR {numbers[0]}")
+        raw, truncated = client.multiline(limit)
+        return None if truncated else raw
 
     # -- the session ---------------------------------------------------
 
