@@ -116,6 +116,9 @@ def safe_filename(name: str) -> str:
     text = "".join(
         ch for ch in text if unicodedata.category(ch) not in _DROPPED_CATEGORIES
     )
+    # A path keeps its names, never its way up: ../../etc/passwd -> etc_passwd.
+    parts = re.split(r"[/\\]+", text)
+    text = "_".join(p for p in parts if p.strip(" ."))
     text = _UNSAFE_CHARS.sub("_", text)
     text = " ".join(text.split())  # tabs, runs of spaces, odd blanks
     text = re.sub(r"\.{2,}", ".", text).strip(" .")

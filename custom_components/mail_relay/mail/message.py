@@ -380,13 +380,18 @@ def _attached_size(part: Message) -> int:
 def attachment_bytes(data: bytes, encoding: str | None) -> bytes:
     """Decode an attachment's transfer encoding; ``ValueError`` if nothing decodes.
 
-    Unlike text, a file cannot be half right: content that decodes to
-    nothing (base64 of junk) is refused rather than saved empty.
+    Unlike text, a file cannot be half right: base64 with anything but its
+    alphabet and line breaks is refused rather than saved as junk (a missing
+    final padding is forgiven).
     """
-    decoded = decode_transfer(data, encoding)
-    if data.strip() and not decoded:
-        raise ValueError(f"{encoding} content that does not decode")
-    return decoded
+    if (encoding or "").strip().lower() == "base64":
+        compact = re.sub(rb"\s+", b"", data)
+        compact += b"=" * (-len(compact) % 4)
+        try:
+            return base64.b64decode(compact, validate=True)
+        except (binascii.Error, ValueError) as err:
+            raise ValueError(f"base64 content that does not decode: {err}") from err
+    return decode_transfer(data, encoding)
 
 
 def _part_content(part: Message) -> bytes:

@@ -1,0 +1,365 @@
+"""Attachments saved to a folder through Home Assistant, against a real Dovecot.
+
+``mail_relay.save_attachments`` over IMAP (part by part) and POP3 (the message
+read whole while it is on the server), and auto-save of new mail whose event
+says where each file went.
+"""
+
+from __future__ import annotations
+
+import base64
+import imaplib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ServiceValidationError
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_capture_events,
+)
+
+from custom_components.mail_relay.const import DOMAIN, EVENT_NEW_MAIL
+from tests.ha.helpers import wait_for
+from tests.mailserver import DovecotServer, MailUser, TestCertificate
+
+pytestmark = pytest.mark.usefixtures("trust_test_cert")
+
+PDF = b"%PDF-1.4\n" + os.urandom(3000) + b"\n%%EOF\n"
+JPEG = b"\xff\xd8\xff\xe0" + os.urandom(5000) + b"\xff\xd9"
+BIG = os.urandom(300 * 1024)  # over the 0.2 MB cap the tests give
+RTL = "\u202e"  # RIGHT-TO-LEFT OVERRIDE: "invoice\u202efdp.exe" reads "invoiceexe.pdf"
+
+
+def _b64(data: bytes) -> str:
+    return base64.encodebytes(data).decode()
+
+
+def hostile_mail(subject: str) -> bytes:
+    """A mail as a hostile sender writes it: climbing names, devices, RTL, junk.
+
+    Nested multiparts (an alternative inside a mixed inside a mixed), a part
+    whose base64 is junk, a large part and a text file not among the wanted
+    types.
+    """
+    return f"""From: sender@example.org
+To: user@mailrelay.test
+Subject: {subject}
+Message-ID: <{os.urandom(6).hex()}@example.org>
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="outer"
+
+--outer
+Content-Type: multipart/mixed; boundary="inner"
+
+--inner
+Content-Type: multipart/alternative; boundary="alt"
+
+--alt
+Content-Type: text/plain; charset=utf-8
+
+Voici la facture.
+--alt
+Content-Type: text/html; charset=utf-8
+
+<p>Voici la facture.</p>
+--alt--
+--inner
+Content-Type: application/pdf; name="../../etc/passwd.pdf"
+Content-Disposition: attachment; filename="../../etc/passwd.pdf"
+Content-Transfer-Encoding: base64
+
+{_b64(PDF)}
+--inner--
+--outer
+Content-Type: image/jpeg
+Content-Disposition: attachment; filename*=utf-8''CON.r%C3%A9sum%C3%A9%E2%80%AEgpj.jpg
+Content-Transfer-Encoding: base64
+
+{_b64(JPEG)}
+--outer
+Content-Type: application/pdf
+Content-Disposition: attachment; filename="broken.pdf"
+Content-Transfer-Encoding: base64
+
+!!!! ???? not base64 at all ****
+--outer
+Content-Type: application/pdf
+Content-Disposition: attachment; filename="big.pdf"
+Content-Transfer-Encoding: base64
+
+{_b64(BIG)}
+--outer
+Content-Type: text/csv
+Content-Disposition: attachment; filename="notes.csv"
+
+a,b
+--outer--
+""".replace("\n", "\r\n").encode()
+
+
+SAFE_PDF = "etc_passwd.pdf"  # "../../etc/passwd.pdf": the names, not the way up
+SAFE_JPEG = "_CON.résumégpj.jpg"  # a device name defused, the override dropped
+
+
+@pytest.fixture
+def media_dir(hass: HomeAssistant, tmp_path: Path) -> Path:
+    """A media folder, allowed as Home Assistant allows its media folders."""
+    media = tmp_path / "media"
+    media.mkdir()
+    hass.config.media_dirs = {"local": str(media)}
+    hass.config.allowlist_external_dirs = {str(media)}
+    return media
+
+
+async def _setup(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> tuple[MockConfigEntry, list[Any]]:
+    entry.add_to_hass(hass)
+    events = async_capture_events(hass, EVENT_NEW_MAIL)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    return entry, events
+
+
+async def _deliver_and_wait(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    user: MailUser,
+    events: list[Any],
+    message: bytes,
+) -> dict[str, Any]:
+    before = len(events)
+    await hass.async_add_executor_job(dovecot.deliver, user, message)
+    await wait_for(hass, lambda: len(events) > before, timeout=30)
+    data: dict[str, Any] = events[-1].data
+    return data
+
+
+async def _save(hass: HomeAssistant, **data: Any) -> dict[str, Any]:
+    response = await hass.services.async_call(
+        DOMAIN, "save_attachments", data, blocking=True, return_response=True
+    )
+    assert isinstance(response, dict)
+    return response
+
+
+def _reasons(response: dict[str, Any]) -> dict[str, str]:
+    return {s["filename"]: s["reason"] for s in response["skipped"]}
+
+
+def _unseen(dovecot: DovecotServer, user: MailUser, cert: TestCertificate) -> bytes:
+    client = imaplib.IMAP4_SSL(
+        dovecot.host, dovecot.imaps_port, ssl_context=cert.client_context()
+    )
+    client.login(user.username, user.password)
+    client.select("INBOX", readonly=True)
+    found: bytes = client.uid("SEARCH", "UNSEEN")[1][0]
+    client.logout()
+    return found
+
+
+async def test_imap_save_by_part_sanitised_and_never_overwritten(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    mail_cert: TestCertificate,
+    entry_factory: Callable[..., MockConfigEntry],
+    media_dir: Path,
+) -> None:
+    entry, events = await _setup(hass, entry_factory(mail_user))
+    event = await _deliver_and_wait(
+        hass, dovecot, mail_user, events, hostile_mail("Facture")
+    )
+    target = media_dir / "factures"
+    call = {
+        "config_entry_id": entry.entry_id,
+        "uid": event["uid"],
+        "directory": str(target),
+        "types": ["application/pdf", "image/*"],
+        "max_size_mb": 0.2,
+    }
+    response = await _save(hass, **call)
+
+    saved = {Path(s["saved_path"]).name: s for s in response["saved"]}
+    assert set(saved) == {SAFE_PDF, SAFE_JPEG}
+    assert (target / SAFE_PDF).read_bytes() == PDF
+    assert (target / SAFE_JPEG).read_bytes() == JPEG
+    assert saved[SAFE_PDF]["filename"] == "../../etc/passwd.pdf"
+    assert saved[SAFE_PDF]["size"] == len(PDF)
+    assert _reasons(response) == {
+        "broken.pdf": "undecodable",
+        "big.pdf": "too_large",
+        "notes.csv": "type_not_selected",
+    }
+    # Nothing written anywhere else, nothing climbed out.
+    assert sorted(p.name for p in media_dir.rglob("*") if p.is_file()) == sorted(
+        [SAFE_PDF, SAFE_JPEG]
+    )
+    # BODY.PEEK: saving does not mark the mail read.
+    assert (
+        event["uid"].encode()
+        in (
+            await hass.async_add_executor_job(_unseen, dovecot, mail_user, mail_cert)
+        ).split()
+    )
+
+    # A second save keeps the first files and adds numbered ones.
+    again = await _save(hass, **call)
+    assert sorted(Path(s["saved_path"]).name for s in again["saved"]) == sorted(
+        ["etc_passwd (1).pdf", "_CON.résumégpj (1).jpg"]
+    )
+    assert (target / SAFE_PDF).read_bytes() == PDF
+    assert (target / "etc_passwd (1).pdf").read_bytes() == PDF
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_save_refuses_folders_outside_the_allow_list(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+    media_dir: Path,
+    tmp_path: Path,
+) -> None:
+    entry, events = await _setup(hass, entry_factory(mail_user))
+    event = await _deliver_and_wait(
+        hass, dovecot, mail_user, events, hostile_mail("Ailleurs")
+    )
+    (media_dir / "escape").symlink_to(tmp_path)
+    for directory in (
+        str(tmp_path / "elsewhere"),
+        str(media_dir / ".." / "elsewhere"),
+        str(media_dir / "escape" / "inside"),  # a link that leads out
+    ):
+        with pytest.raises(ServiceValidationError) as caught:
+            await _save(
+                hass,
+                config_entry_id=entry.entry_id,
+                uid=event["uid"],
+                directory=directory,
+            )
+        assert caught.value.translation_key == "path_not_allowed"
+        assert "allowlist_external_dirs" in str(caught.value)
+    assert not (tmp_path / "elsewhere").exists()
+    assert not (tmp_path / "inside").exists()
+    with pytest.raises(ServiceValidationError) as caught:
+        await _save(
+            hass,
+            config_entry_id=entry.entry_id,
+            uid="not-a-uid",
+            directory=str(media_dir),
+        )
+    assert caught.value.translation_key == "invalid_uid"
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_pop3_save_while_the_message_is_on_the_server(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+    media_dir: Path,
+) -> None:
+    entry, events = await _setup(
+        hass, entry_factory(mail_user, protocol="pop3", options={"poll_interval": 30})
+    )
+    await hass.async_add_executor_job(
+        dovecot.deliver, mail_user, hostile_mail("Par POP3")
+    )
+    await entry.runtime_data.coordinator._async_scheduled_poll()
+    await wait_for(hass, lambda: len(events) == 1)
+    uidl = events[0].data["uid"]
+    response = await _save(
+        hass,
+        config_entry_id=entry.entry_id,
+        uid=uidl,
+        directory=str(media_dir),
+        types=["application/pdf", "image/*"],
+        max_size_mb=0.2,
+    )
+    assert sorted(Path(s["saved_path"]).name for s in response["saved"]) == sorted(
+        [SAFE_PDF, SAFE_JPEG]
+    )
+    assert (media_dir / SAFE_PDF).read_bytes() == PDF
+    assert (media_dir / SAFE_JPEG).read_bytes() == JPEG
+    assert _reasons(response) == {
+        "broken.pdf": "undecodable",
+        "big.pdf": "too_large",
+        "notes.csv": "type_not_selected",
+    }
+    # A UIDL no longer (or never) on the server: a clear error.
+    with pytest.raises(Exception) as caught:  # noqa: PT011
+        await _save(
+            hass, config_entry_id=entry.entry_id, uid="gone", directory=str(media_dir)
+        )
+    assert getattr(caught.value, "translation_key", None) == "action_failed"
+    assert "gone" in str(caught.value)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_auto_save_puts_files_there_and_the_event_says_where(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+    media_dir: Path,
+) -> None:
+    options = {
+        "attachments": {
+            "enabled": True,
+            "types": ["application/pdf"],
+            "max_size_mb": 0.2,
+            "directory": str(media_dir / "courrier"),
+        }
+    }
+    entry, events = await _setup(hass, entry_factory(mail_user, options=options))
+    event = await _deliver_and_wait(
+        hass, dovecot, mail_user, events, hostile_mail("Auto")
+    )
+    by_name = {a["filename"]: a for a in event["attachments"]}
+    saved = media_dir / "courrier" / SAFE_PDF
+    assert by_name["../../etc/passwd.pdf"]["saved_path"] == str(saved)
+    assert saved.read_bytes() == PDF
+    # Not wanted (type), too large, undecodable: listed, not saved.
+    for name in ("big.pdf", "broken.pdf", "notes.csv", "CON.résumé\u202egpj.jpg"):
+        assert by_name[name]["saved_path"] is None, name
+    # The event entity shows the same.
+    state = next(s for s in hass.states.async_all("event") if s.attributes.get("uid"))
+    assert [a["saved_path"] for a in state.attributes["attachments"]] == [
+        a["saved_path"] for a in event["attachments"]
+    ]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_auto_save_failure_still_fires_the_event(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+    media_dir: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    options = {
+        "attachments": {"enabled": True, "directory": str(tmp_path / "not-allowed")}
+    }
+    entry, events = await _setup(hass, entry_factory(mail_user, options=options))
+    first = await _deliver_and_wait(
+        hass, dovecot, mail_user, events, hostile_mail("Refusé")
+    )
+    assert all(a["saved_path"] is None for a in first["attachments"])
+    assert "not saved" in caplog.text
+    # The account goes on: the next mail fires its event too.
+    second = await _deliver_and_wait(
+        hass, dovecot, mail_user, events, hostile_mail("Suivant")
+    )
+    assert second["subject"] == "Suivant"
+    assert entry.runtime_data.coordinator.connected
+    assert not (tmp_path / "not-allowed").exists()
+    assert await hass.config_entries.async_unload(entry.entry_id)
