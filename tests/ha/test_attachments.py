@@ -23,9 +23,14 @@ from pytest_homeassistant_custom_component.common import (
     async_capture_events,
 )
 
-from custom_components.mail_relay.const import DOMAIN, EVENT_NEW_MAIL
+from custom_components.mail_relay.const import (
+    CONF_INCOMING_PORT,
+    DOMAIN,
+    EVENT_NEW_MAIL,
+)
 from tests.ha.helpers import wait_for
 from tests.mailserver import DovecotServer, MailUser, TestCertificate
+from tests.mailserver.proxy import FaultyProxy
 
 pytestmark = pytest.mark.usefixtures("trust_test_cert")
 
@@ -217,6 +222,49 @@ async def test_imap_save_by_part_sanitised_and_never_overwritten(
     assert (target / SAFE_PDF).read_bytes() == PDF
     assert (target / "etc_passwd (1).pdf").read_bytes() == PDF
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_only_the_wanted_parts_travel(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+    media_dir: Path,
+) -> None:
+    """What the client asks for: the PDF's part, never the big one, never it all."""
+    async with FaultyProxy(dovecot.host, dovecot.imap_port) as proxy:
+        base = entry_factory(mail_user, security="none", smtp_security=None)
+        entry, events = await _setup(
+            hass,
+            MockConfigEntry(
+                domain=DOMAIN,
+                title=base.title,
+                data={**base.data, CONF_INCOMING_PORT: proxy.port},
+                unique_id=base.unique_id,
+            ),
+        )
+        event = await _deliver_and_wait(
+            hass, dovecot, mail_user, events, hostile_mail("Par parties")
+        )
+        proxy.client_bytes.clear()
+        response = await _save(
+            hass,
+            config_entry_id=entry.entry_id,
+            uid=event["uid"],
+            directory=str(media_dir),
+            types=["application/*"],  # the PDFs: 1.2, 3 (broken) and 4 (big)
+            max_size_mb=0.2,
+        )
+        assert [Path(s["saved_path"]).name for s in response["saved"]] == [SAFE_PDF]
+        asked = bytes(proxy.client_bytes)
+        assert b"BODY.PEEK[1.2]<0." in asked
+        assert b"BODY.PEEK[3]<0." in asked
+        # big.pdf is over the cap by BODYSTRUCTURE: not downloaded at all;
+        # nor is the whole message, nor the image and the CSV not asked for.
+        for section in (b"[4]", b"[2]", b"[5]", b"[]"):
+            assert b"BODY.PEEK" + section not in asked, section
+        assert b"RFC822" not in asked.replace(b"RFC822.SIZE", b"")
+        assert await hass.config_entries.async_unload(entry.entry_id)
 
 
 async def test_save_refuses_folders_outside_the_allow_list(
