@@ -201,6 +201,13 @@ async def async_auto_save(
             str(err) or type(err).__name__,
         )
         return event
+    except Exception:  # a bug must not cost the event or stop the account
+        LOGGER.exception(
+            "%s: attachments of message %s not saved",
+            entry.runtime_data.email,
+            event.uid,
+        )
+        return event
     for outcome in outcomes:
         if outcome.reason is not None and outcome.reason.value != "type_not_selected":
             LOGGER.warning(

@@ -411,3 +411,56 @@ async def test_auto_save_failure_still_fires_the_event(
     assert entry.runtime_data.coordinator.connected
     assert not (tmp_path / "not-allowed").exists()
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_auto_save_is_a_block_of_the_options(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+    media_dir: Path,
+    tmp_path: Path,
+) -> None:
+    entry, events = await _setup(hass, entry_factory(mail_user, smtp_security=None))
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    fields = {str(k): v for k, v in result["data_schema"].schema.items()}
+    block = fields["attachments"]
+    assert block.options["collapsed"] is True  # off by default
+    assert block({}) == {
+        "enabled": False,
+        "types": [],
+        "max_size_mb": 20.0,
+        "directory": "/media/mail_relay",
+    }
+    chosen = {
+        "enabled": True,
+        "types": ["application/pdf"],
+        "max_size_mb": 5,
+        "directory": str(tmp_path / "outside"),
+    }
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"folder": "INBOX", "attachments": chosen}
+    )
+    assert result["errors"] == {"base": "directory_not_allowed"}
+    chosen["directory"] = str(media_dir / "pdf")
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"folder": "INBOX", "attachments": chosen}
+    )
+    assert result["type"] == "create_entry"
+    await hass.async_block_till_done()
+    rules = entry.runtime_data.options.attachments
+    assert (rules.enabled, rules.types, rules.max_size, rules.directory) == (
+        True,
+        ("application/pdf",),
+        5 * 2**20,
+        str(media_dir / "pdf"),
+    )
+    # The reloaded account saves the next mail's PDF there.
+    event = await _deliver_and_wait(
+        hass, dovecot, mail_user, events, hostile_mail("Après réglage")
+    )
+    saved = {Path(a["saved_path"]) for a in event["attachments"] if a["saved_path"]}
+    # Under the new 5 MB cap, big.pdf is saved too.
+    assert saved == {media_dir / "pdf" / SAFE_PDF, media_dir / "pdf" / "big.pdf"}
+    assert (media_dir / "pdf" / "big.pdf").read_bytes() == BIG
+    assert await hass.config_entries.async_unload(entry.entry_id)
