@@ -121,7 +121,15 @@ async def async_save_attachments(
                 "limit": f"{MAX_SAVED_MESSAGE_BYTES / 2**20:g}",
             },
         )
-    return await save_all(await message_candidates(raw), rules, directory)
+    try:
+        candidates = await message_candidates(raw)
+    except ValueError as err:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="message_unreadable",
+            translation_placeholders={"error": str(err)},
+        ) from err
+    return await save_all(candidates, rules, directory)
 
 
 def _call_rules(

@@ -413,8 +413,18 @@ def message_attachments(
     For mail read whole (POP3's ``RETR``); the same parts, names and roles as
     the event's. Blocking (parsing megabytes): run it in the executor, and
     the decoders too. A decoder raises ``ValueError`` for undecodable
-    content.
+    content, and so does this for a message the parser cannot read (the
+    standard library's parser recurses once per nesting level).
     """
+    try:
+        return _message_attachments(raw)
+    except (RecursionError, LookupError, TypeError, AssertionError) as err:
+        raise ValueError(f"unreadable message ({type(err).__name__})") from err
+
+
+def _message_attachments(
+    raw: bytes,
+) -> list[tuple[AttachmentInfo, Callable[[], bytes]]]:
     msg = message_from_bytes(raw, policy=compat32)
     found: list[tuple[AttachmentInfo, Callable[[], bytes]]] = []
     for part in _single_parts(msg):
