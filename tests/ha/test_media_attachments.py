@@ -6,6 +6,7 @@ newer releases also give its path (compat.local_media_path).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -133,3 +134,70 @@ async def test_media_source_errors_are_clear(
             },
         )
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@pytest.fixture
+async def web_media() -> Any:
+    """A real HTTP server on 127.0.0.1: a snapshot, and a stream that never ends."""
+    from aiohttp import web
+
+    async def snapshot(_request: web.Request) -> web.Response:
+        return web.Response(body=SNAPSHOT, content_type="image/jpeg")
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        chunk = b"\xff" * 65536
+        with contextlib.suppress(ConnectionError):
+            while True:  # an MJPEG camera stream: the cap must end it
+                await response.write(chunk)
+        return response
+
+    app = web.Application()
+    app.router.add_get("/snapshot.jpg", snapshot)
+    app.router.add_get("/stream", endless)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_other_media_is_downloaded_with_the_cap(
+    hass: HomeAssistant, web_media: str
+) -> None:
+    """Media that is no local file (a camera, TTS) comes over HTTP, bounded."""
+    from homeassistant.components.media_source import PlayMedia
+
+    from custom_components.mail_relay import files
+
+    got = await files._async_download(
+        hass,
+        "media-source://camera/camera.porte",
+        PlayMedia(f"{web_media}/snapshot.jpg", "image/jpeg"),
+        MAX_ATTACHMENT_BYTES,
+    )
+    assert (got.filename, got.content, got.mime_type) == (
+        "camera.porte",
+        SNAPSHOT,
+        "image/jpeg",
+    )
+    with pytest.raises(ServiceValidationError) as caught:
+        await files._async_download(
+            hass,
+            "media-source://camera/camera.flux",
+            PlayMedia(f"{web_media}/stream", "multipart/x-mixed-replace"),
+            1024 * 1024,
+        )
+    assert caught.value.translation_key == "attachments_too_large"
+    with pytest.raises(ServiceValidationError) as caught:
+        await files._async_download(
+            hass,
+            "media-source://camera/camera.absente",
+            PlayMedia(f"{web_media}/missing.jpg", "image/jpeg"),
+            1024 * 1024,
+        )
+    assert caught.value.translation_key == "media_unresolvable"
+    assert "404" in caught.value.translation_placeholders["error"]
