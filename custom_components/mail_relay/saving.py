@@ -29,8 +29,14 @@ from .const import DOMAIN, LOGGER
 from .data import MailRelayConfigEntry
 from .errors import Where, ha_error
 from .files import require_allowed_path
-from .mail.attachments import SaveOutcome, message_candidates, save_all, type_wanted
-from .mail.bounds import MAX_ATTACHMENT_BYTES, MAX_SAVED_MESSAGE_BYTES
+from .mail.attachments import (
+    SaveOutcome,
+    message_candidates,
+    mime_patterns,
+    save_all,
+    type_wanted,
+)
+from .mail.bounds import MAX_ATTACHMENT_BYTES, MAX_SAVED_MESSAGE_BYTES, fit_event
 from .mail.errors import MailError
 from .mail.message import MailEvent
 from .mail.models import Protocol
@@ -101,12 +107,10 @@ async def async_save_attachments(
                 translation_key="invalid_uid",
                 translation_placeholders={"uid": uid},
             )
+        # The session turns core errors into translated ones.
         async with _session(hass, entry, folder) as client:
-            try:
-                candidates = await client.attachment_candidates(int(uid))
-                return await save_all(candidates, rules, directory)
-            except MailError as err:
-                raise ha_error(err, Where.ACTION) from err
+            candidates = await client.attachment_candidates(int(uid))
+            return await save_all(candidates, rules, directory)
     try:
         raw = await entry.runtime_data.coordinator.async_retrieve(
             uid, MAX_SAVED_MESSAGE_BYTES
@@ -140,7 +144,7 @@ def _call_rules(
     data = call.data
     return AttachmentSaveOptions(
         enabled=True,
-        types=tuple(data.get(ATTR_TYPES, rules.types)),
+        types=mime_patterns(data[ATTR_TYPES]) if ATTR_TYPES in data else rules.types,
         max_size=int(data[ATTR_MAX_SIZE_MB] * 2**20)
         if ATTR_MAX_SIZE_MB in data
         else rules.max_size,
@@ -244,4 +248,4 @@ def _with_saved_paths(event: MailEvent, outcomes: list[SaveOutcome]) -> MailEven
         else:
             attachments.append(info)
     event.attachments = attachments
-    return event
+    return fit_event(event)  # the paths take room: the event stays under 32 KB

@@ -36,6 +36,7 @@ from .const import (
     CONF_TEXT_LIMIT,
     CONF_VERIFY_SSL,
 )
+from .mail.attachments import mime_patterns
 from .mail.models import DEFAULT_PORTS, Protocol, Security, ServerSettings
 from .mail.options import (
     MIN_POLL_INTERVAL,
@@ -142,12 +143,9 @@ def _attachment_options(saved: Mapping[str, Any]) -> AttachmentSaveOptions:
     """Read the auto-save block; the size is kept in MB, the core counts bytes."""
     default = AttachmentSaveOptions()
     size_mb = saved.get(CONF_ATTACHMENTS_MAX_SIZE_MB)
-    types = saved.get(CONF_ATTACHMENTS_TYPES) or ()
-    if isinstance(types, str):
-        types = types.split(",")
     return AttachmentSaveOptions(
         enabled=bool(saved.get(CONF_ATTACHMENTS_ENABLED, default.enabled)),
-        types=tuple(t.strip().lower() for t in types if t and t.strip()),
+        types=mime_patterns(saved.get(CONF_ATTACHMENTS_TYPES) or ()),
         max_size=default.max_size
         if size_mb is None
         else min(int(float(size_mb) * 2**20), default.max_size),

@@ -11,6 +11,7 @@ import base64
 import imaplib
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -464,3 +465,25 @@ async def test_auto_save_is_a_block_of_the_options(
     assert saved == {media_dir / "pdf" / SAFE_PDF, media_dir / "pdf" / "big.pdf"}
     assert (media_dir / "pdf" / "big.pdf").read_bytes() == BIG
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+def test_saved_paths_keep_the_event_under_home_assistants_limit() -> None:
+    """Fifty attachments saved under long paths: the event still fits in 32 KB."""
+    from custom_components.mail_relay import saving
+    from custom_components.mail_relay.mail.attachments import SaveOutcome
+    from custom_components.mail_relay.mail.bounds import MAX_EVENT_BYTES
+    from custom_components.mail_relay.mail.message import attachment_info
+    from tests.reliability.corpus import read_as_pop3
+    from tests.reliability.test_hostile_mail import event_size
+
+    event = read_as_pop3(hostile_mail("Beaucoup"), text_limit=2048)
+    event.attachments = [
+        attachment_info(f"{'n' * 200}{i}.pdf", "application/pdf", 1) for i in range(50)
+    ]
+    outcomes = [
+        SaveOutcome(replace(a, saved_path=f"/media/{'d' * 250}/{a.filename}"))
+        for a in event.attachments
+    ]
+    fitted = saving._with_saved_paths(event, outcomes)
+    assert event_size(fitted) < MAX_EVENT_BYTES
+    assert fitted.attachments[0].saved_path == outcomes[0].attachment.saved_path

@@ -14,6 +14,7 @@ from custom_components.mail_relay.mail.attachments import (
     MAX_SAVED_NAME_BYTES,
     SkipReason,
     message_candidates,
+    mime_patterns,
     safe_filename,
     save_all,
     type_wanted,
@@ -69,6 +70,12 @@ def test_type_patterns() -> None:
     assert not type_wanted("text/csv", ["application/pdf", "image/*"])
     assert type_wanted("text/csv", [])  # nothing chosen: every type
     assert type_wanted("text/csv", [" ", ""])
+    assert mime_patterns(["Application/PDF, image/*", " ", "text/csv"]) == (
+        "application/pdf",
+        "image/*",
+        "text/csv",
+    )
+    assert mime_patterns("image/*") == ("image/*",)
 
 
 def test_write_unique_never_replaces_anything(tmp_path: Path) -> None:

@@ -94,6 +94,15 @@ class Candidate:
     load: Callable[[int], Awaitable[bytes | None]]
 
 
+def mime_patterns(values: Iterable[str] | str) -> tuple[str, ...]:
+    """Clean MIME patterns as a person types them: one per entry, or by commas."""
+    if isinstance(values, str):
+        values = [values]
+    return tuple(
+        p.strip().lower() for value in values for p in value.split(",") if p.strip()
+    )
+
+
 def type_wanted(content_type: str, patterns: Iterable[str]) -> bool:
     """Whether a MIME type matches one of the patterns (``image/*``); none: all."""
     wanted = [p.strip().lower() for p in patterns if p.strip()]
