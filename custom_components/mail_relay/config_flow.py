@@ -652,7 +652,7 @@ def _seconds(minimum: int, maximum: int) -> vol.All:
 
 
 def _attachments_section(rules: AttachmentSaveOptions) -> section:
-    """Return the auto-save block of the IMAP options, collapsed while it is off."""
+    """Return the auto-save block of the options, collapsed while it is off."""
     return section(
         vol.Schema(
             {
@@ -769,10 +769,9 @@ class MailRelayOptionsFlow(ReloadingOptionsFlow):
                 CONF_INCLUDE_HEADERS, default=current.event.include_headers
             ): bool,
         }
-        if step_id == "imap":
-            schema[vol.Optional(CONF_ATTACHMENTS, default={})] = _attachments_section(
-                current.attachments
-            )
+        schema[vol.Optional(CONF_ATTACHMENTS, default={})] = _attachments_section(
+            current.attachments
+        )
         if sends:
             schema |= {
                 vol.Optional(

@@ -44,7 +44,7 @@ CONF_RETENTION_DAYS: Final = "retention_days"
 CONF_RECIPIENTS: Final = "recipients"  # default notify recipients
 CONF_SENDER_NAME: Final = "sender_name"
 CONF_SAVE_SENT: Final = "save_sent"  # IMAP: keep a copy of sent mail in Sent
-# IMAP: attachments of new mail saved to a folder; a section of the options
+# Attachments of new mail saved to a folder; a section of the options
 # form, stored as a mapping of the four keys below.
 CONF_ATTACHMENTS: Final = "attachments"
 CONF_ATTACHMENTS_ENABLED: Final = "enabled"

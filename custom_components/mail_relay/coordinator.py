@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -202,8 +202,11 @@ class MailRelayCoordinator(ABC):
         self._notify()
 
     async def _async_save_attachments(self, event: MailEvent) -> MailEvent:
-        """Auto-save the new mail's attachments, when the options say so."""
-        if not self.options.attachments.enabled or not event.attachments:
+        """IMAP: auto-save the new mail's attachments, when the options say so.
+
+        POP3 saves within the poll's session instead (``before_event``).
+        """
+        if self.protocol is not Protocol.IMAP or not self.options.attachments.enabled:
             return event
         return await async_auto_save(self.hass, self.entry, event)
 
@@ -333,6 +336,9 @@ class Pop3Coordinator(MailRelayCoordinator):
             ssl_context=self._ssl_context,
             options=self.options.pop3,
             event=self.options.event,
+            before_event=self._async_before_event
+            if self.options.attachments.enabled
+            else None,
         )
         try:
             await self._poll(self._poller, raise_errors=True)
@@ -346,6 +352,12 @@ class Pop3Coordinator(MailRelayCoordinator):
                 name=f"{DOMAIN} POP3 {self.account}",
             )
         )
+
+    async def _async_before_event(
+        self, event: MailEvent, read_whole: Callable[[int], Awaitable[bytes | None]]
+    ) -> MailEvent:
+        """Auto-save a new message's attachments inside the poll's session."""
+        return await async_auto_save(self.hass, self.entry, event, read_whole)
 
     async def async_retrieve(self, uid: str, limit: int) -> bytes | None:
         """Read one message whole while it is on the server, between polls."""

@@ -11,7 +11,7 @@ within ``AUTO_SAVE_DEADLINE``; whatever goes wrong, the event still fires.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,18 @@ from .errors import Where, ha_error
 from .files import require_allowed_path
 from .mail.attachments import (
     SaveOutcome,
+    SkipReason,
     message_candidates,
     mime_patterns,
     save_all,
     type_wanted,
 )
-from .mail.bounds import MAX_ATTACHMENT_BYTES, MAX_SAVED_MESSAGE_BYTES, fit_event
+from .mail.bounds import (
+    MAX_ATTACHMENT_BYTES,
+    MAX_ATTACHMENTS,
+    MAX_SAVED_MESSAGE_BYTES,
+    fit_event,
+)
 from .mail.errors import MailError
 from .mail.message import MailEvent
 from .mail.models import Protocol
@@ -48,6 +54,12 @@ ATTR_UID = "uid"
 ATTR_DIRECTORY = "directory"
 ATTR_TYPES = "types"
 ATTR_MAX_SIZE_MB = "max_size_mb"
+
+# POP3 auto-save reads whole a new message larger than this even when its
+# ``TOP`` lists no wanted attachment: 100 lines of text rarely pass it.
+POP3_WHOLE_ABOVE = 64 * 1024
+# Reads the message whole, up to a limit (bytes); None when it is larger.
+type WholeReader = Callable[[int], Awaitable[bytes | None]]
 
 # Seconds auto-save may hold a new mail's event: then it fires without the
 # files still missing (a slow server, a huge part).
@@ -95,8 +107,13 @@ async def async_save_attachments(
     uid: str,
     folder: str | None,
     rules: AttachmentSaveOptions,
+    read_whole: WholeReader | None = None,
 ) -> list[SaveOutcome]:
-    """Save one message's wanted attachments; errors are translated HA errors."""
+    """Save one message's wanted attachments; errors are translated HA errors.
+
+    POP3 reads the message whole: with ``read_whole`` inside the poll's
+    session (auto-save), else in a session of its own, between polls.
+    """
     directory = await hass.async_add_executor_job(
         _target_directory, hass, rules.directory
     )
@@ -112,9 +129,12 @@ async def async_save_attachments(
             candidates = await client.attachment_candidates(int(uid))
             return await save_all(candidates, rules, directory)
     try:
-        raw = await entry.runtime_data.coordinator.async_retrieve(
-            uid, MAX_SAVED_MESSAGE_BYTES
-        )
+        if read_whole is None:
+            raw = await entry.runtime_data.coordinator.async_retrieve(
+                uid, MAX_SAVED_MESSAGE_BYTES
+            )
+        else:
+            raw = await read_whole(MAX_SAVED_MESSAGE_BYTES)
     except MailError as err:
         raise ha_error(err, Where.ACTION) from err
     if raw is None:
@@ -184,8 +204,25 @@ def async_setup_save_action(hass: HomeAssistant) -> None:
     )
 
 
+def _worth_saving(
+    event: MailEvent, rules: AttachmentSaveOptions, protocol: Protocol
+) -> bool:
+    """Whether a new mail may have a wanted attachment, before downloading any.
+
+    IMAP lists every attachment in the event. POP3's event comes from
+    ``TOP`` (the first lines): a message larger than it reads may hold
+    attachments further down, so it is read whole too.
+    """
+    if any(type_wanted(a.content_type, rules.types) for a in event.attachments):
+        return True
+    return protocol is Protocol.POP3 and (event.size or 0) > POP3_WHOLE_ABOVE
+
+
 async def async_auto_save(
-    hass: HomeAssistant, entry: MailRelayConfigEntry, event: MailEvent
+    hass: HomeAssistant,
+    entry: MailRelayConfigEntry,
+    event: MailEvent,
+    read_whole: WholeReader | None = None,
 ) -> MailEvent:
     """Save a new mail's wanted attachments; return the event saying where they went.
 
@@ -193,16 +230,20 @@ async def async_auto_save(
     matters more than the files, and a failure is logged, not fatal.
     """
     rules = entry.runtime_data.options.attachments
-    if not rules.enabled or not any(
-        type_wanted(a.content_type, rules.types) for a in event.attachments
-    ):
+    protocol = entry.runtime_data.protocol
+    if not rules.enabled or not _worth_saving(event, rules, protocol):
         return event
-    if entry.runtime_data.protocol is not Protocol.IMAP:
-        return event  # the poll's session holds the maildrop: see the README
+    if protocol is Protocol.POP3 and read_whole is None:
+        return event  # only within the poll's session, which holds the maildrop
     try:
         async with asyncio.timeout(AUTO_SAVE_DEADLINE):
             outcomes = await async_save_attachments(
-                hass, entry, uid=event.uid, folder=event.folder, rules=rules
+                hass,
+                entry,
+                uid=event.uid,
+                folder=event.folder,
+                rules=rules,
+                read_whole=read_whole,
             )
     except (HomeAssistantError, TimeoutError) as err:
         LOGGER.warning(
@@ -221,7 +262,7 @@ async def async_auto_save(
         )
         return event
     for outcome in outcomes:
-        if outcome.reason is not None and outcome.reason.value != "type_not_selected":
+        if outcome.reason is not None and outcome.reason is not SkipReason.TYPE:
             LOGGER.warning(
                 "%s: attachment %s of message %s not saved: %s %s",
                 entry.runtime_data.email,
@@ -234,18 +275,11 @@ async def async_auto_save(
 
 
 def _with_saved_paths(event: MailEvent, outcomes: list[SaveOutcome]) -> MailEvent:
-    """Put each saved file's path on its attachment entry (same order, same names)."""
-    saved = iter(outcomes)
-    attachments = []
-    for info in event.attachments:
-        outcome = next(saved, None)
-        if (
-            outcome is not None
-            and outcome.reason is None
-            and outcome.attachment.filename == info.filename
-        ):
-            attachments.append(replace(info, saved_path=outcome.attachment.saved_path))
-        else:
-            attachments.append(info)
-    event.attachments = attachments
+    """List the attachments as the save found them, each saved one with its path.
+
+    The save read the whole structure (IMAP) or message (POP3), so its list
+    is complete where a POP3 event's, from ``TOP``, may not be.
+    """
+    if outcomes:
+        event.attachments = [o.attachment for o in outcomes[:MAX_ATTACHMENTS]]
     return fit_event(event)  # the paths take room: the event stays under 32 KB

@@ -103,7 +103,7 @@ class AccountOptions:
     recipients: tuple[str, ...] = ()  # notify's default; empty: the account
     sender_name: str = ""
     save_sent: bool = False  # IMAP: a copy of each sent mail in Sent
-    # IMAP: attachments of new mail saved to a folder (and the action's defaults).
+    # Attachments of new mail saved to a folder (and the action's defaults).
     attachments: AttachmentSaveOptions = field(default_factory=AttachmentSaveOptions)
 
 

@@ -487,3 +487,41 @@ def test_saved_paths_keep_the_event_under_home_assistants_limit() -> None:
     fitted = saving._with_saved_paths(event, outcomes)
     assert event_size(fitted) < MAX_EVENT_BYTES
     assert fitted.attachments[0].saved_path == outcomes[0].attachment.saved_path
+
+
+async def test_pop3_auto_save_within_the_poll_even_past_top(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+    media_dir: Path,
+) -> None:
+    """POP3: the message is read whole in the poll; a PDF past TOP's lines is saved.
+
+    With "delete after download" the mail is gone after the poll, and the
+    file stays.
+    """
+    options = {
+        "poll_interval": 30,
+        "retention": "delete",
+        "attachments": {"enabled": True, "types": ["application/pdf"]},
+    }
+    options["attachments"]["directory"] = str(media_dir / "pop3")
+    entry, events = await _setup(
+        hass, entry_factory(mail_user, protocol="pop3", options=options)
+    )
+    long_text = "\r\n".join(f"ligne {n} du relevé" for n in range(5000))
+    late_pdf = hostile_mail("Long").replace(b"Voici la facture.", long_text.encode(), 1)
+    await hass.async_add_executor_job(dovecot.deliver, mail_user, late_pdf)
+    await entry.runtime_data.coordinator._async_scheduled_poll()
+    await wait_for(hass, lambda: len(events) == 1)
+    by_name = {a["filename"]: a for a in events[0].data["attachments"]}
+    assert by_name["../../etc/passwd.pdf"]["saved_path"] == str(
+        media_dir / "pop3" / SAFE_PDF
+    )
+    assert (media_dir / "pop3" / SAFE_PDF).read_bytes() == PDF
+    assert (media_dir / "pop3" / "big.pdf").read_bytes() == BIG
+    assert by_name["notes.csv"]["saved_path"] is None
+    # Deleted from the server by the same poll: the files were saved before.
+    assert entry.runtime_data.coordinator.unread == 0
+    assert await hass.config_entries.async_unload(entry.entry_id)

@@ -79,6 +79,13 @@ BASELINE: Final = 0.0
 _DAY: Final = 86400.0
 
 
+# A host's step between reading a new message and reporting it: gets the event
+# and a reader of the whole message (limit in bytes), returns the event.
+type BeforeEvent = Callable[
+    [MailEvent, Callable[[int], Awaitable[bytes | None]]], Awaitable[MailEvent]
+]
+
+
 @dataclass
 class Pop3State:
     """What the host persists between polls and restarts (JSON via ``asdict``).
@@ -412,13 +419,17 @@ class Pop3Poller:
         timeouts: Timeouts | None = None,
         clock: Callable[[], float] = time.time,
         trace: Trace | None = None,
+        before_event: BeforeEvent | None = None,
     ) -> None:
         """Prepare a poller; nothing connects until the first poll.
 
         ``state=None`` means first setup: the first poll takes the current
         maildrop as already seen. The interval in ``options`` is the host's to
         keep: scheduling belongs to the host. ``trace`` gets the conversation
-        (see ``trace``), in the executor thread.
+        (see ``trace``), in the executor thread. ``before_event`` may change
+        each new message's event before it is reported, within the session:
+        it gets a coroutine function that reads the message whole (``RETR``
+        up to a limit; None if larger), as saving attachments needs.
         """
         self._settings = settings
         self._account = account
@@ -433,6 +444,7 @@ class Pop3Poller:
         self._opening: socket.socket | None = None  # while a connect runs
         self._clock = clock
         self._trace = trace
+        self._before_event = before_event
         self._lock = asyncio.Lock()
         # CAPA as the last session saw it before login (None: no CAPA), for
         # diagnostics such as ``mail-relay check``.
@@ -503,10 +515,15 @@ class Pop3Poller:
         numbers = [n for n, u in client.uidl_listing().items() if u == uidl]
         if not numbers:
             raise MessageNotFoundError(f"no message with UIDL {uidl} on the server")
-        size = client.size_of(numbers[0])
+        return Pop3Poller._read_whole(client, numbers[0], limit)
+
+    @staticmethod
+    def _read_whole(client: _Client, number: int, limit: int) -> bytes | None:
+        """``RETR`` one message; None (and nothing downloaded) if over ``limit``."""
+        size = client.size_of(number)
         if size is not None and size > limit:
-            return None  # not downloaded at all
-        client.command(f"RETR {numbers[0]}")
+            return None
+        client.command(f"RETR {number}")
         raw, truncated = client.multiline(limit)
         return None if truncated else raw
 
@@ -531,6 +548,10 @@ class Pop3Poller:
         new = [(n, u) for n, u in sorted(listing.items()) if u not in seen]
         for number, uidl in new:
             event = await self._call(client, partial(self._fetch, client, number, uidl))
+            if self._before_event is not None:
+                event = await self._before_event(
+                    event, partial(self._read_whole_async, client, number)
+                )
             await on_message(event)
             # Recorded only now: a failure above reports the message again.
             # (Never at or below BASELINE, whatever the clock says.)
@@ -564,6 +585,13 @@ class Pop3Poller:
             ):
                 doomed.append(number)
         return doomed
+
+    async def _read_whole_async(
+        self, client: _Client, number: int, limit: int
+    ) -> bytes | None:
+        return await self._call(
+            client, partial(self._read_whole, client, number, limit)
+        )
 
     # -- blocking steps (executor) -------------------------------------
 
