@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import imaplib
 import os
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -525,3 +526,52 @@ async def test_pop3_auto_save_within_the_poll_even_past_top(
     # Deleted from the server by the same poll: the files were saved before.
     assert entry.runtime_data.coordinator.unread == 0
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_save_that_hangs_delays_the_event_only_up_to_the_bound(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+    media_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The save's own connection never gets a greeting: the event fires at the bound."""
+    from custom_components.mail_relay import saving
+
+    monkeypatch.setattr(saving, "AUTO_SAVE_DEADLINE", 2.0)
+    async with FaultyProxy(dovecot.host, dovecot.imap_port) as proxy:
+        base = entry_factory(
+            mail_user,
+            security="none",
+            smtp_security=None,
+            options={"attachments": {"enabled": True, "directory": str(media_dir)}},
+        )
+        entry, events = await _setup(
+            hass,
+            MockConfigEntry(
+                domain=DOMAIN,
+                title=base.title,
+                data={**base.data, CONF_INCOMING_PORT: proxy.port},
+                options=base.options,
+                unique_id=base.unique_id,
+            ),
+        )
+        # The watcher is connected; any new connection's greeting is swallowed.
+        proxy.rewrite = lambda data: b"" if data.startswith(b"* OK") else data
+        start = time.monotonic()
+        event = await _deliver_and_wait(
+            hass, dovecot, mail_user, events, hostile_mail("Lent")
+        )
+        assert time.monotonic() - start < 10
+        assert all(a["saved_path"] is None for a in event["attachments"])
+        assert "TimeoutError" in caplog.text
+        assert list(media_dir.iterdir()) == []
+        proxy.rewrite = None
+        # The account goes on, and saves again once the server answers.
+        second = await _deliver_and_wait(
+            hass, dovecot, mail_user, events, hostile_mail("Rapide")
+        )
+        assert any(a["saved_path"] for a in second["attachments"])
+        assert await hass.config_entries.async_unload(entry.entry_id)
