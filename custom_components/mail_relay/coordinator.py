@@ -357,6 +357,8 @@ class Pop3Coordinator(MailRelayCoordinator):
         self, event: MailEvent, read_whole: Callable[[int], Awaitable[bytes | None]]
     ) -> MailEvent:
         """Auto-save a new message's attachments inside the poll's session."""
+        if event.message_id is not None and event.message_id in self._sent:
+            return event  # our own mail fires no event: nothing to save either
         return await async_auto_save(self.hass, self.entry, event, read_whole)
 
     async def async_retrieve(self, uid: str, limit: int) -> bytes | None:

@@ -575,3 +575,52 @@ async def test_a_save_that_hangs_delays_the_event_only_up_to_the_bound(
         )
         assert any(a["saved_path"] for a in second["attachments"])
         assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_pop3_whole_read_given_up_keeps_the_session_sane(
+    hass: HomeAssistant,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    entry_factory: Callable[..., MockConfigEntry],
+    media_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Auto-save gives up reading a large POP3 mail: its event fires, exactly once.
+
+    The session the reading thread was using is closed, not shared: the poll
+    fails at its next command, and the next poll goes on from there.
+    """
+    from custom_components.mail_relay import saving
+
+    options = {
+        "poll_interval": 30,
+        "attachments": {"enabled": True, "directory": str(media_dir)},
+    }
+    entry, events = await _setup(
+        hass, entry_factory(mail_user, protocol="pop3", options=options)
+    )
+    coordinator = entry.runtime_data.coordinator
+    # Past the folder check, within the 7.6 MB read.
+    monkeypatch.setattr(saving, "AUTO_SAVE_DEADLINE", 0.05)
+    large = hostile_mail("Trop long").replace(
+        b"Voici la facture.", b"\r\n".join([b"x" * 76] * 100_000), 1
+    )
+    await hass.async_add_executor_job(dovecot.deliver, mail_user, large)
+    await coordinator._async_scheduled_poll()
+    await wait_for(hass, lambda: len(events) == 1)
+    assert all(a["saved_path"] is None for a in events[0].data["attachments"])
+    assert list(media_dir.iterdir()) == []
+    # The session the reading thread held was closed, so the poll failed.
+    await wait_for(hass, lambda: "connection to 127.0.0.1 lost" in caplog.text)
+
+    monkeypatch.setattr(saving, "AUTO_SAVE_DEADLINE", 60.0)
+    await hass.async_add_executor_job(
+        dovecot.deliver, mail_user, hostile_mail("Normal")
+    )
+    # The failed poll's retry (about a second later, the backoff) finds it.
+    await wait_for(hass, lambda: len(events) == 2, timeout=15)
+    assert [e.data["subject"] for e in events] == ["Trop long", "Normal"]
+    assert any(a["saved_path"] for a in events[1].data["attachments"])
+    assert coordinator.connected
+    assert await hass.config_entries.async_unload(entry.entry_id)

@@ -589,9 +589,23 @@ class Pop3Poller:
     async def _read_whole_async(
         self, client: _Client, number: int, limit: int
     ) -> bytes | None:
-        return await self._call(
-            client, partial(self._read_whole, client, number, limit)
+        """Read a message whole for the host, which may give up waiting.
+
+        If it does (cancelling this), the socket is shut down and the thread
+        reading it waited for: the session is over, never used by two threads
+        at once. The poll then fails at its next command and is retried; the
+        message being reported is still reported.
+        """
+        read = asyncio.ensure_future(
+            self._call(client, partial(self._read_whole, client, number, limit))
         )
+        try:
+            return await asyncio.shield(read)
+        except asyncio.CancelledError:
+            _shutdown(client.sock)
+            with contextlib.suppress(Exception):
+                await read
+            raise
 
     # -- blocking steps (executor) -------------------------------------
 
