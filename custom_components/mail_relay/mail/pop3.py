@@ -600,12 +600,14 @@ class Pop3Poller:
             self._call(client, partial(self._read_whole, client, number, limit))
         )
         try:
-            return await asyncio.shield(read)
+            # Not shield(): it would log the error the woken thread ends with.
+            await asyncio.wait({read})
         except asyncio.CancelledError:
             _shutdown(client.sock)
             with contextlib.suppress(Exception):
                 await read
             raise
+        return read.result()
 
     # -- blocking steps (executor) -------------------------------------
 
