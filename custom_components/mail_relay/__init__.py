@@ -15,6 +15,7 @@ from .data import MailRelayConfigEntry, MailRelayData
 from .health import forget_health
 from .mail.models import Protocol
 from .mail.smtp import SmtpSender
+from .saving import async_setup_save_action
 from .services import async_setup_services
 from .settings import account_name, smtp_settings
 
@@ -43,6 +44,7 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
         # Like Thunderbird's mailnews.auto_config_url: an organisation's ISPDB.
         hass.data[DATA_ISPDB_URL] = ispdb_url
     async_setup_services(hass)
+    async_setup_save_action(hass)
     return True
 
 

@@ -11,6 +11,7 @@ reloads, but only when the options changed, so that reconfigure and reauth
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from homeassistant import config_entries
@@ -41,3 +42,26 @@ def async_reload_on_options_change(entry: ConfigEntry[Any]) -> None:
             await hass.config_entries.async_reload(updated.entry_id)
 
     entry.async_on_unload(entry.add_update_listener(_options_updated))
+
+
+def local_media_path(hass: HomeAssistant, source: str, resolved: object) -> Path | None:
+    """Return the file behind a resolved local media source, or None for other media.
+
+    Newer releases say it (``PlayMedia.path``; 2026.10 has it, 2025.4 not);
+    older ones resolve local media to ``/media/<folder id>/<path>``, which maps
+    onto ``media_dirs``. The caller still applies the allow list to it.
+    """
+    path = getattr(resolved, "path", None)
+    if isinstance(path, Path):
+        return path
+    domain, _, identifier = source.removeprefix("media-source://").partition("/")
+    folder_id, _, location = identifier.partition("/")
+    base = hass.config.media_dirs.get(folder_id)
+    if (
+        domain != "media_source"
+        or base is None
+        or not location
+        or getattr(resolved, "url", None) != f"/media/{identifier}"
+    ):
+        return None
+    return Path(base, location)

@@ -37,6 +37,11 @@ from homeassistant.helpers.translation import async_get_translations
 
 from .compat import ReloadingOptionsFlow
 from .const import (
+    CONF_ATTACHMENTS,
+    CONF_ATTACHMENTS_DIRECTORY,
+    CONF_ATTACHMENTS_ENABLED,
+    CONF_ATTACHMENTS_MAX_SIZE_MB,
+    CONF_ATTACHMENTS_TYPES,
     CONF_CATCHUP_HOURS,
     CONF_EMAIL,
     CONF_FOLDER,
@@ -67,9 +72,10 @@ from .const import (
 )
 from .errors import flow_error_key
 from .mail.autoconfig import AutoconfigSettings, DetectedSettings, Source, detect
+from .mail.bounds import MAX_ATTACHMENT_BYTES
 from .mail.errors import MailError
 from .mail.models import Protocol, Security, ServerSettings
-from .mail.options import MIN_POLL_INTERVAL, Pop3PollOptions
+from .mail.options import MIN_POLL_INTERVAL, AttachmentSaveOptions, Pop3PollOptions
 from .mail.probe import list_folders, test_login
 from .mail.providers import Provider, find_provider, find_provider_by_id
 from .settings import (
@@ -645,6 +651,37 @@ def _seconds(minimum: int, maximum: int) -> vol.All:
     )
 
 
+def _attachments_section(rules: AttachmentSaveOptions) -> section:
+    """Return the auto-save block of the options, collapsed while it is off."""
+    return section(
+        vol.Schema(
+            {
+                vol.Optional(CONF_ATTACHMENTS_ENABLED, default=rules.enabled): bool,
+                vol.Optional(
+                    CONF_ATTACHMENTS_TYPES, default=list(rules.types)
+                ): TextSelector(TextSelectorConfig(multiple=True)),
+                vol.Optional(
+                    CONF_ATTACHMENTS_MAX_SIZE_MB,
+                    default=round(rules.max_size / 2**20, 1),
+                ): vol.All(
+                    NumberSelector(
+                        NumberSelectorConfig(
+                            min=0,
+                            max=MAX_ATTACHMENT_BYTES / 2**20,
+                            step=0.1,
+                            mode=NumberSelectorMode.BOX,
+                            unit_of_measurement="MB",
+                        )
+                    ),
+                    vol.Coerce(float),
+                ),
+                vol.Optional(CONF_ATTACHMENTS_DIRECTORY, default=rules.directory): str,
+            }
+        ),
+        {"collapsed": not rules.enabled},
+    )
+
+
 def _number(minimum: int, maximum: int) -> vol.All:
     return vol.All(
         NumberSelector(
@@ -708,7 +745,9 @@ class MailRelayOptionsFlow(ReloadingOptionsFlow):
                     )
             except vol.Invalid:
                 errors[CONF_RECIPIENTS] = "invalid_recipient"
-            else:
+            if not await self._async_directory_allowed(user_input):
+                errors["base"] = "directory_not_allowed"
+            if not errors:
                 return self.async_create_entry(data=user_input)
         entry = self.config_entry
         # What the form shows: the values being edited, else the saved ones,
@@ -730,6 +769,9 @@ class MailRelayOptionsFlow(ReloadingOptionsFlow):
                 CONF_INCLUDE_HEADERS, default=current.event.include_headers
             ): bool,
         }
+        schema[vol.Optional(CONF_ATTACHMENTS, default={})] = _attachments_section(
+            current.attachments
+        )
         if sends:
             schema |= {
                 vol.Optional(
@@ -774,6 +816,16 @@ class MailRelayOptionsFlow(ReloadingOptionsFlow):
             {vol.Optional(CONF_SAVE_SENT, default=options.save_sent): bool}
             if sends
             else {}
+        )
+
+    async def _async_directory_allowed(self, user_input: Mapping[str, Any]) -> bool:
+        """Whether the auto-save folder, when auto-save is on, is an allowed one."""
+        block = user_input.get(CONF_ATTACHMENTS) or {}
+        if not block.get(CONF_ATTACHMENTS_ENABLED):
+            return True
+        directory = str(block.get(CONF_ATTACHMENTS_DIRECTORY) or "")
+        return bool(directory) and await self.hass.async_add_executor_job(
+            self.hass.config.is_allowed_path, directory
         )
 
     def _pop3_schema(self, pop3: Pop3PollOptions) -> dict[Any, Any]:

@@ -44,4 +44,11 @@ CONF_RETENTION_DAYS: Final = "retention_days"
 CONF_RECIPIENTS: Final = "recipients"  # default notify recipients
 CONF_SENDER_NAME: Final = "sender_name"
 CONF_SAVE_SENT: Final = "save_sent"  # IMAP: keep a copy of sent mail in Sent
+# Attachments of new mail saved to a folder; a section of the options
+# form, stored as a mapping of the four keys below.
+CONF_ATTACHMENTS: Final = "attachments"
+CONF_ATTACHMENTS_ENABLED: Final = "enabled"
+CONF_ATTACHMENTS_TYPES: Final = "types"  # MIME patterns; empty: all
+CONF_ATTACHMENTS_MAX_SIZE_MB: Final = "max_size_mb"
+CONF_ATTACHMENTS_DIRECTORY: Final = "directory"
 # Their defaults and bounds: mail/options.py (settings.account_options).

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from .mail.message import MailEvent
 from .mail.models import Protocol, ServerSettings
 from .mail.pop3 import Pop3Poller, Pop3State
 from .mail.tls import create_ssl_context
+from .saving import async_auto_save
 from .settings import AccountOptions, account_options, incoming_settings
 
 if TYPE_CHECKING:
@@ -207,6 +208,7 @@ class MailRelayCoordinator(ABC):
         if event.message_id is not None and event.message_id in self._sent:
             LOGGER.debug("%s: no event for our own %s", self.account, event.message_id)
             return
+        event = await self._async_save_attachments(event)
         data = {"entry_id": self.entry.entry_id, **event.as_dict()}
         self.hass.bus.async_fire(EVENT_NEW_MAIL, data)
         self.last_event = data
@@ -215,6 +217,19 @@ class MailRelayCoordinator(ABC):
         for handler in list(self._event_listeners):
             handler(data)
         self._notify()
+
+    async def _async_save_attachments(self, event: MailEvent) -> MailEvent:
+        """IMAP: auto-save the new mail's attachments, when the options say so.
+
+        POP3 saves within the poll's session instead (``before_event``).
+        """
+        if self.protocol is not Protocol.IMAP or not self.options.attachments.enabled:
+            return event
+        return await async_auto_save(self.hass, self.entry, event)
+
+    async def async_retrieve(self, uid: str, limit: int) -> bytes | None:
+        """Read one message whole (POP3, to save its attachments); None if over limit."""
+        raise NotImplementedError  # IMAP fetches parts instead
 
     @callback
     def _set_connected(self, connected: bool, error: str | None) -> None:
@@ -354,6 +369,9 @@ class Pop3Coordinator(MailRelayCoordinator):
             options=self.options.pop3,
             event=self.options.event,
             on_check=self._on_check,
+            before_event=self._async_before_event
+            if self.options.attachments.enabled
+            else None,
         )
         try:
             await self._poll(self._poller, raise_errors=True)
@@ -367,6 +385,20 @@ class Pop3Coordinator(MailRelayCoordinator):
                 name=f"{DOMAIN} POP3 {self.account}",
             )
         )
+
+    async def _async_before_event(
+        self, event: MailEvent, read_whole: Callable[[int], Awaitable[bytes | None]]
+    ) -> MailEvent:
+        """Auto-save a new message's attachments inside the poll's session."""
+        if event.message_id is not None and event.message_id in self._sent:
+            return event  # our own mail fires no event: nothing to save either
+        return await async_auto_save(self.hass, self.entry, event, read_whole)
+
+    async def async_retrieve(self, uid: str, limit: int) -> bytes | None:
+        """Read one message whole while it is on the server, between polls."""
+        if self._poller is None:
+            raise RuntimeError("the account has not started")
+        return await self._poller.retrieve(uid, limit)
 
     async def _async_stop(self) -> None:
         if self._retry_cancel:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import stat
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import voluptuous as vol
@@ -23,7 +20,8 @@ from homeassistant.helpers import config_validation as cv
 from .const import DOMAIN, LOGGER
 from .data import MailRelayConfigEntry
 from .errors import Where, ha_error, needs_reauth
-from .mail.compose import OutgoingAttachment, OutgoingMail, compose
+from .files import async_read_attachments, is_media_source
+from .mail.compose import OutgoingMail, compose
 from .mail.errors import MailError
 from .mail.imap import ImapClient
 from .mail.models import Protocol
@@ -41,9 +39,21 @@ ATTR_HTML = "html"
 ATTR_ATTACHMENTS = "attachments"
 ATTR_IMAGES = "images"
 ATTR_REPLY_TO = "reply_to"
+ATTR_MEDIA = "media"  # attachments picked with the Media selector
 
-# Most providers refuse messages over 20-25 MB once base64 adds its third.
-MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
+
+def _media_sources(value: Any) -> list[str]:  # noqa: ANN401 (any call data)
+    """Accept media-source URIs, or what the Media selector gives (its mappings)."""
+    items = value if isinstance(value, list) else [value]
+    out: list[str] = []
+    for item in items:
+        uri = item.get("media_content_id") if isinstance(item, dict) else item
+        text = cv.string(uri)
+        if not is_media_source(text):
+            raise vol.Invalid(f"not a media source: {text}")
+        out.append(text)
+    return out
+
 
 _ADDRESS_LIST = vol.All(cv.ensure_list, [cv.string])
 
@@ -61,6 +71,7 @@ SEND_MAIL_SCHEMA = vol.Schema(
         ),
         vol.Optional(ATTR_IMAGES, default=list): vol.All(cv.ensure_list, [cv.string]),
         vol.Optional(ATTR_REPLY_TO, default=list): _ADDRESS_LIST,
+        vol.Optional(ATTR_MEDIA, default=list): _media_sources,
     }
 )
 
@@ -140,76 +151,6 @@ async def _async_save_sent_copy(
         )
 
 
-def _read_bounded(path: Path, limit: int) -> bytes | None:
-    """Read a regular file, at most ``limit`` bytes; None if it holds more.
-
-    Opened without blocking and checked on the open descriptor, so a FIFO or
-    a device is refused instead of holding an executor thread, and a file
-    that grows between the check and the read still cannot pass the limit
-    (its size is what is read, not what ``stat`` said).
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _NotRegularFileError(str(path))
-        content = handle.read(limit + 1)
-    return None if len(content) > limit else content
-
-
-class _NotRegularFileError(OSError):
-    """A path that is no regular file (FIFO, device, socket)."""
-
-
-# Why a file could not be read, the most precise first, as translation keys.
-_FILE_ERRORS: tuple[tuple[type[OSError], str], ...] = (
-    (_NotRegularFileError, "file_not_regular"),
-    (FileNotFoundError, "file_not_found"),
-    (OSError, "file_unreadable"),
-)
-
-
-def _read_files(
-    hass: HomeAssistant, attachments: Sequence[str], images: Sequence[str]
-) -> tuple[list[OutgoingAttachment], list[OutgoingAttachment]]:
-    """Check the allow list and read every file; runs in the executor."""
-    total = 0
-
-    def read(path_text: str) -> OutgoingAttachment:
-        nonlocal total
-        if not hass.config.is_allowed_path(path_text):
-            raise ServiceValidationError(
-                translation_domain=DOMAIN,
-                translation_key="path_not_allowed",
-                translation_placeholders={"path": path_text},
-            )
-        path = Path(path_text)
-        try:
-            content = _read_bounded(path, MAX_ATTACHMENT_BYTES - total)
-            if content is None:
-                raise ServiceValidationError(
-                    translation_domain=DOMAIN,
-                    translation_key="attachments_too_large",
-                    translation_placeholders={
-                        "limit": str(MAX_ATTACHMENT_BYTES // (1024 * 1024))
-                    },
-                )
-        except OSError as err:
-            # The most precise translation: not a regular file, missing, other.
-            key = next(k for kind, k in _FILE_ERRORS if isinstance(err, kind))
-            placeholders = {"path": path_text}
-            if key == "file_unreadable":
-                placeholders["error"] = str(err)
-            raise ServiceValidationError(
-                translation_domain=DOMAIN,
-                translation_key=key,
-                translation_placeholders=placeholders,
-            ) from err
-        total += len(content)
-        return OutgoingAttachment(path.name, content)
-
-    return [read(p) for p in attachments], [read(p) for p in images]
-
-
 def loaded_entry(hass: HomeAssistant, entry_id: str) -> MailRelayConfigEntry:
     """Return a loaded entry of ours, or a translated validation error."""
     entry: MailRelayConfigEntry | None = hass.config_entries.async_get_entry(entry_id)
@@ -238,9 +179,10 @@ async def _async_send_mail_service(call: ServiceCall) -> ServiceResponse:
             translation_key="smtp_not_configured",
             translation_placeholders={"account": entry.runtime_data.email},
         )
-    attachments, images = await hass.async_add_executor_job(
-        _read_files, hass, call.data[ATTR_ATTACHMENTS], call.data[ATTR_IMAGES]
-    )
+    # Paths and media sources alike; the size rule counts them all together.
+    attached = [*call.data[ATTR_ATTACHMENTS], *call.data[ATTR_MEDIA]]
+    files = await async_read_attachments(hass, [*attached, *call.data[ATTR_IMAGES]])
+    attachments, images = files[: len(attached)], files[len(attached) :]
     to: list[str] = call.data[ATTR_TO]
     cc: list[str] = call.data[ATTR_CC]
     bcc: list[str] = call.data[ATTR_BCC]

@@ -9,6 +9,11 @@ from typing import Any
 from homeassistant.const import CONF_PASSWORD
 
 from .const import (
+    CONF_ATTACHMENTS,
+    CONF_ATTACHMENTS_DIRECTORY,
+    CONF_ATTACHMENTS_ENABLED,
+    CONF_ATTACHMENTS_MAX_SIZE_MB,
+    CONF_ATTACHMENTS_TYPES,
     CONF_CATCHUP_HOURS,
     CONF_FOLDER,
     CONF_INCLUDE_HEADERS,
@@ -31,9 +36,11 @@ from .const import (
     CONF_TEXT_LIMIT,
     CONF_VERIFY_SSL,
 )
+from .mail.attachments import mime_patterns
 from .mail.models import DEFAULT_PORTS, Protocol, Security, ServerSettings
 from .mail.options import (
     MIN_POLL_INTERVAL,
+    AttachmentSaveOptions,
     EventOptions,
     HealthOptions,
     ImapWatchOptions,
@@ -98,6 +105,8 @@ class AccountOptions:
     sender_name: str = ""
     save_sent: bool = False  # IMAP: a copy of each sent mail in Sent
     health: HealthOptions = field(default_factory=HealthOptions)
+    # Attachments of new mail saved to a folder (and the action's defaults).
+    attachments: AttachmentSaveOptions = field(default_factory=AttachmentSaveOptions)
 
 
 def account_options(options: Mapping[str, Any]) -> AccountOptions:
@@ -130,6 +139,21 @@ def account_options(options: Mapping[str, Any]) -> AccountOptions:
         save_sent=bool(options.get(CONF_SAVE_SENT, False)),
         # Not in the options form yet: every account waits the default.
         health=HealthOptions(),
+        attachments=_attachment_options(options.get(CONF_ATTACHMENTS) or {}),
+    )
+
+
+def _attachment_options(saved: Mapping[str, Any]) -> AttachmentSaveOptions:
+    """Read the auto-save block; the size is kept in MB, the core counts bytes."""
+    default = AttachmentSaveOptions()
+    size_mb = saved.get(CONF_ATTACHMENTS_MAX_SIZE_MB)
+    return AttachmentSaveOptions(
+        enabled=bool(saved.get(CONF_ATTACHMENTS_ENABLED, default.enabled)),
+        types=mime_patterns(saved.get(CONF_ATTACHMENTS_TYPES) or ()),
+        max_size=default.max_size
+        if size_mb is None
+        else min(int(float(size_mb) * 2**20), default.max_size),
+        directory=str(saved.get(CONF_ATTACHMENTS_DIRECTORY) or default.directory),
     )
 
 

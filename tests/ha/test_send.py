@@ -34,8 +34,8 @@ from custom_components.mail_relay.const import (
     EVENT_NEW_MAIL,
 )
 from custom_components.mail_relay.mail import smtp as smtp_module
+from custom_components.mail_relay.mail.bounds import MAX_ATTACHMENT_BYTES
 from custom_components.mail_relay.mail.smtp import SmtpSender
-from custom_components.mail_relay.services import MAX_ATTACHMENT_BYTES
 from tests.ha.helpers import wait_for
 from tests.mailserver import DovecotServer, MailUser, SmtpServer
 from tests.mailserver.dovecot import (

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from custom_components.mail_relay.mail.attachments import message_candidates, save_all
 from custom_components.mail_relay.mail.bounds import (
     MAX_ADDRESS,
     MAX_ATTACHMENTS,
@@ -22,6 +23,7 @@ from custom_components.mail_relay.mail.bounds import (
     MAX_SUBJECT,
 )
 from custom_components.mail_relay.mail.message import MailEvent
+from custom_components.mail_relay.mail.options import AttachmentSaveOptions
 from custom_components.mail_relay.mail.pop3 import Pop3State
 from tests.mail.test_imap import Sink, deliver, make_watcher, running, settings_for
 from tests.mail.test_pop3 import Recorder, make_poller
@@ -99,3 +101,23 @@ async def test_hostile_mail_stops_neither_imap_nor_pop3(
             assert_bounded(event)
         by_subject = {e.subject for e in events}
         assert {"8-bit headers", "deeply nested", "many parts"} <= by_subject
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+async def test_each_hostile_mail_saves_safely(name: str, tmp_path: Path) -> None:
+    """Saving attachments of hostile mail: bounded, inside the folder, or refused.
+
+    A mail nested deeper than Python's parser can go is refused as unreadable
+    (ValueError, which the action translates); no other error escapes.
+    """
+    if name == "deeply_nested":
+        with pytest.raises(ValueError, match="unreadable"):
+            await message_candidates(CORPUS[name]())
+        return
+    candidates = await message_candidates(CORPUS[name]())
+    assert len(candidates) <= MAX_ATTACHMENTS
+    outcomes = await save_all(candidates, AttachmentSaveOptions(), tmp_path)
+    for outcome in outcomes:
+        if outcome.attachment.saved_path is not None:
+            assert Path(outcome.attachment.saved_path).parent == tmp_path
+    assert all(p.parent == tmp_path for p in tmp_path.rglob("*"))

@@ -48,6 +48,13 @@ MAX_DKIM_DOMAINS = 10
 # MIME parts looked at per message: a mail of 100,000 empty parts costs
 # nothing more than its first thousand.
 MAX_MIME_PARTS = 1000
+# One file attached to or saved from a mail, decoded: most providers refuse
+# messages over 20-25 MB once base64 adds its third. Also the most a
+# ``send_mail`` call attaches in all.
+MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
+# A POP3 message read whole (RETR) to save its attachments: the largest
+# attachment in base64 (4/3, plus line ends) and room for the rest.
+MAX_SAVED_MESSAGE_BYTES = MAX_ATTACHMENT_BYTES * 3 // 2
 
 
 def cap(value: str, limit: int) -> str:

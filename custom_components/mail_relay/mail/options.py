@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from .backoff import Backoff
+from .bounds import MAX_ATTACHMENT_BYTES
 
 # A shorter interval than this only gets an account throttled or banned by
 # its provider; hosts refuse it.
@@ -99,3 +100,18 @@ class HealthOptions:
     # few minutes (a server restart, a router reboot) heal by themselves; half
     # an hour without mail is worth a look.
     repair_after: float = 1800.0
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentSaveOptions:
+    """Which attachments of new mail are saved to disk, and where.
+
+    Also the rules of one ``save_attachments`` call (the host fills them from
+    the call's fields). ``types`` are MIME patterns (``application/pdf``,
+    ``image/*``); empty means every type.
+    """
+
+    enabled: bool = False  # new mail; an action call ignores it
+    types: tuple[str, ...] = ()
+    max_size: int = MAX_ATTACHMENT_BYTES  # bytes per file, decoded; at most this
+    directory: str = "/media/mail_relay"

@@ -56,6 +56,7 @@ from .errors import (
     ConnectError,
     MailError,
     MailTimeoutError,
+    MessageNotFoundError,
     OAuthReason,
     OAuthTokenRefused,
     ProtocolError,
@@ -80,6 +81,13 @@ _MAX_UIDL_BYTES: Final = 64 * 1024 * 1024
 # First-seen time of mail that was already there when watching began.
 BASELINE: Final = 0.0
 _DAY: Final = 86400.0
+
+
+# A host's step between reading a new message and reporting it: gets the event
+# and a reader of the whole message (limit in bytes), returns the event.
+type BeforeEvent = Callable[
+    [MailEvent, Callable[[int], Awaitable[bytes | None]]], Awaitable[MailEvent]
+]
 
 
 @dataclass
@@ -447,6 +455,7 @@ class Pop3Poller:
         clock: Callable[[], float] = time.time,
         trace: Trace | None = None,
         on_check: Callable[[], None] | None = None,
+        before_event: BeforeEvent | None = None,
     ) -> None:
         """Prepare a poller; nothing connects until the first poll.
 
@@ -455,6 +464,10 @@ class Pop3Poller:
         keep: scheduling belongs to the host. ``trace`` gets the conversation
         (see ``trace``), in the executor thread. ``on_check`` runs after each
         poll the server answered to the end (``QUIT``): proof the account works.
+        ``before_event`` may change
+        each new message's event before it is reported, within the session:
+        it gets a coroutine function that reads the message whole (``RETR``
+        up to a limit; None if larger), as saving attachments needs.
         """
         self._settings = settings
         self._account = account
@@ -470,6 +483,7 @@ class Pop3Poller:
         self._clock = clock
         self._trace = trace
         self._on_check = on_check
+        self._before_event = before_event
         self._lock = asyncio.Lock()
         # CAPA as the last session saw it before login (None: no CAPA), for
         # diagnostics such as ``mail-relay check``.
@@ -512,6 +526,49 @@ class Pop3Poller:
             self._on_check()
         return result
 
+    async def retrieve(self, uidl: str, limit: int) -> bytes | None:
+        """Read one message whole (``RETR``), found by its UIDL; None if over ``limit``.
+
+        For saving attachments: POP3 has no parts. Waits for a poll in
+        flight (one session at a time: servers lock the maildrop) and
+        changes nothing on the server.
+        """
+        async with self._lock:
+            try:
+                async with asyncio.timeout(self._session_deadline):
+                    client = await self._connect()
+                    try:
+                        raw = await self._call(
+                            client, partial(self._retrieve, client, uidl, limit)
+                        )
+                        await self._call(client, client.quit_session)
+                    except BaseException:
+                        await self._discard(client)
+                        raise
+            except TimeoutError:
+                raise MailTimeoutError(
+                    "The POP3 session took longer than"
+                    f" {self._session_deadline:g} s; the server is too slow"
+                ) from None
+        return raw
+
+    @staticmethod
+    def _retrieve(client: _Client, uidl: str, limit: int) -> bytes | None:
+        numbers = [n for n, u in client.uidl_listing().items() if u == uidl]
+        if not numbers:
+            raise MessageNotFoundError(f"no message with UIDL {uidl} on the server")
+        return Pop3Poller._read_whole(client, numbers[0], limit)
+
+    @staticmethod
+    def _read_whole(client: _Client, number: int, limit: int) -> bytes | None:
+        """``RETR`` one message; None (and nothing downloaded) if over ``limit``."""
+        size = client.size_of(number)
+        if size is not None and size > limit:
+            return None
+        client.command(f"RETR {number}")
+        raw, truncated = client.multiline(limit)
+        return None if truncated else raw
+
     # -- the session ---------------------------------------------------
 
     async def _session(
@@ -533,6 +590,10 @@ class Pop3Poller:
         new = [(n, u) for n, u in sorted(listing.items()) if u not in seen]
         for number, uidl in new:
             event = await self._call(client, partial(self._fetch, client, number, uidl))
+            if self._before_event is not None:
+                event = await self._before_event(
+                    event, partial(self._read_whole_async, client, number)
+                )
             await on_message(event)
             # Recorded only now: a failure above reports the message again.
             # (Never at or below BASELINE, whatever the clock says.)
@@ -566,6 +627,29 @@ class Pop3Poller:
             ):
                 doomed.append(number)
         return doomed
+
+    async def _read_whole_async(
+        self, client: _Client, number: int, limit: int
+    ) -> bytes | None:
+        """Read a message whole for the host, which may give up waiting.
+
+        If it does (cancelling this), the socket is shut down and the thread
+        reading it waited for: the session is over, never used by two threads
+        at once. The poll then fails at its next command and is retried; the
+        message being reported is still reported.
+        """
+        read = asyncio.ensure_future(
+            self._call(client, partial(self._read_whole, client, number, limit))
+        )
+        try:
+            # Not shield(): it would log the error the woken thread ends with.
+            await asyncio.wait({read})
+        except asyncio.CancelledError:
+            _shutdown(client.sock)
+            with contextlib.suppress(Exception):
+                await read
+            raise
+        return read.result()
 
     # -- blocking steps (executor) -------------------------------------
 

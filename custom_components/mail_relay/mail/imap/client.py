@@ -13,12 +13,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import date
+from functools import partial
 from typing import Any
 
+from ..attachments import Candidate, encoded_bound
 from ..errors import MessageNotFoundError, ProtocolError
 from ..html import html_to_text
 from ..message import (
     MailEvent,
+    attachment_bytes,
     decode_header_value,
     event_from_parts,
     parse_headers,
@@ -29,6 +32,7 @@ from .parse import (
     FetchedMessage,
     ListEntry,
     Namespace,
+    PartRef,
     _decode_part,
     _int,
     _iso,
@@ -530,6 +534,40 @@ class ImapClient(ImapConnection):
             "seen": "\\Seen" in message.flags,
         }
         return result
+
+    async def attachment_candidates(self, uid: int) -> list[Candidate]:
+        """List one message's attachments, each fetched alone when loaded.
+
+        BODYSTRUCTURE says where each part is; loading one asks for that
+        part only (``BODY.PEEK``, so the mail stays unread), at most as many
+        octets as the size cap can take once encoded, and decodes it here.
+        """
+        fetched = await self.fetch_messages([uid], text_bytes=0)
+        message = fetched.get(uid)
+        if message is None:
+            raise MessageNotFoundError(f"no message with UID {uid} in {self.selected}")
+        structure = message.structure
+        return [
+            Candidate(info, partial(self._load_part, uid, part))
+            for info, part in zip(structure.attachments, structure.parts, strict=True)
+        ]
+
+    async def _load_part(self, uid: int, part: PartRef, limit: int) -> bytes | None:
+        """Fetch and decode one part; None when it is over ``limit`` decoded."""
+        window = encoded_bound(limit, part.encoding)
+        if part.octets >= window:
+            return None
+        async with self._lock:
+            raw = await self._uid_fetch(
+                [uid], f"(UID BODY.PEEK[{part.section}]<0.{window}>)"
+            )
+        data = _section_data(raw.get(uid, {}), part.section)
+        if data is None:
+            raise MessageNotFoundError(f"no part {part.section} in message {uid}")
+        if len(data) >= window:  # the server sent more than BODYSTRUCTURE said
+            return None
+        decoded = attachment_bytes(data, part.encoding)
+        return None if len(decoded) > limit else decoded
 
     # -- changing messages ---------------------------------------------------
 

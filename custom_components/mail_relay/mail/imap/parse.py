@@ -197,6 +197,15 @@ class EstimatedSize:
         return self.octets / 3 - 1 <= decoded <= self.octets
 
 
+@dataclass(frozen=True, slots=True)
+class PartRef:
+    """Where an attachment is in its message, for fetching it alone."""
+
+    section: str
+    encoding: str | None
+    octets: int  # as the server counts them, encoded
+
+
 @dataclass(slots=True)
 class Structure:
     """What BODYSTRUCTURE tells: the text parts to read and the attachments."""
@@ -207,6 +216,8 @@ class Structure:
     # Attachments whose size is only estimated: BODYSTRUCTURE counts encoded
     # octets, events give decoded sizes.
     estimated: list[EstimatedSize] = field(default_factory=list)
+    # Where each attachment is, in the same order as ``attachments``.
+    parts: list[PartRef] = field(default_factory=list)
 
     @property
     def text(self) -> TextPart | None:
@@ -340,6 +351,7 @@ def _leaf(node: list[Any], section: str, out: Structure) -> None:
         out.attachments.append(
             attachment_info(filename, ctype, _decoded_size(size, encoding))
         )
+        out.parts.append(PartRef(section, encoding, size))
         return
     part = TextPart(section, subtype, params.get("charset") or None, encoding, size)
     if role is PartRole.PLAIN and out.plain is None:
