@@ -18,8 +18,9 @@ from custom_components.mail_relay.mail.options import (
 
 from .account import Account, resolve_servers, warn_insecure
 from .errors import usage_error
+from .oauth import add_credentials
 from .output import say
-from .passwords import PasswordSource, add_password
+from .passwords import PasswordSource
 from .state import default_state_path
 
 MIN_POLL_INTERVAL = 1.0
@@ -134,5 +135,5 @@ async def watch_accounts(args: argparse.Namespace) -> tuple[list[Account], Path]
             say(account.note)
         warn_insecure(account)
         account = _options(account, args, spec if args.config else {})
-        accounts.append(await add_password(account, passwords, spec))
+        accounts.append(await add_credentials(account, args, passwords, spec))
     return accounts, Path(state_path) if state_path else default_state_path()
