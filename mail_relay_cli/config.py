@@ -18,6 +18,7 @@ from custom_components.mail_relay.mail.options import (
 
 from .account import Account, resolve_servers, warn_insecure
 from .errors import usage_error
+from .oauth import CONFIG_KEYS as OAUTH_KEYS
 from .oauth import add_credentials
 from .output import say
 from .passwords import PasswordSource
@@ -34,7 +35,7 @@ CONFIG_KEYS = frozenset(
         "poll_interval", "retention", "retention_days", "text_limit",
         "include_headers", "mark_seen",
     }
-)  # fmt: skip
+) | OAUTH_KEYS  # fmt: skip
 
 
 def load_config(path: Path) -> dict[str, Any]:

@@ -97,20 +97,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# What a config file's account may say about its sign-in (``watch --config``).
+CONFIG_KEYS = frozenset({"oauth", "client_id", "tenant", "issuer", "scopes"})
+
+
+def _options(args: argparse.Namespace, spec: dict[str, Any] | None) -> dict[str, Any]:
+    """Return the sign-in options: the command line's, or a config account's."""
+    spec = spec or {}
+    scopes = spec.get("scopes", args.scope or ())
+    return {
+        "client_id": spec.get("client_id", args.client_id),
+        "tenant": spec.get("tenant", args.tenant),
+        "issuer": spec.get("issuer", args.issuer),
+        "scopes": tuple(
+            str(s) for s in ([scopes] if isinstance(scopes, str) else scopes)
+        ),
+    }
+
+
 async def _provider(
-    args: argparse.Namespace, account: Account, session: aiohttp.ClientSession
+    args: argparse.Namespace,
+    options: dict[str, Any],
+    account: Account,
+    session: aiohttp.ClientSession,
 ) -> OAuthProvider:
     """Return the authorization server: --issuer, else what detection found."""
-    scopes = tuple(args.scope or ())
+    scopes: tuple[str, ...] = options["scopes"]
+    tenant: str | None = options["tenant"]
     try:
-        if args.issuer:
+        if options["issuer"]:
             if not scopes:
                 raise usage_error("--issuer needs the scopes to ask for: --scope")
             return await discover(
-                session, args.issuer, scopes, http_timeout=args.timeout
+                session, str(options["issuer"]), scopes, http_timeout=args.timeout
             )
         found = account.oauth
-        if found is None and args.tenant:
+        if found is None and tenant:
             found = microsoft()
         if found is None:
             domain = account.address.rpartition("@")[2]
@@ -118,20 +140,22 @@ async def _provider(
                 f"no OAuth2 sign-in is known for {domain}: give the provider"
                 " with --issuer URL"
             )
-        if args.tenant:
-            found = found.with_tenant(args.tenant)
+        if tenant:
+            found = found.with_tenant(str(tenant))
     except ValueError as err:
         raise usage_error(str(err)) from None
     return replace(found, scopes=scopes) if scopes else found
 
 
-def _client(args: argparse.Namespace, stored: SignIn | None) -> OAuthClient | None:
+def _client(
+    args: argparse.Namespace, client_id: str | None, stored: SignIn | None
+) -> OAuthClient | None:
     """Return the app: --client-id (and its secret), else the stored sign-in's."""
     secret = args.client_secret or os.environ.get(CLIENT_SECRET_ENV) or None
-    if args.client_id:
-        if stored and stored.client.client_id == args.client_id and secret is None:
+    if client_id:
+        if stored and stored.client.client_id == client_id and secret is None:
             secret = stored.client.client_secret
-        return OAuthClient(args.client_id, secret)
+        return OAuthClient(client_id, secret)
     if stored is not None and secret is not None:
         return replace(stored.client, client_secret=secret)
     return stored.client if stored is not None else None
@@ -185,16 +209,18 @@ async def add_oauth(
     account: Account,
     args: argparse.Namespace,
     session: aiohttp.ClientSession,
+    spec: dict[str, Any] | None = None,
 ) -> Account:
     """Give both servers a token source: the stored sign-in, else a new one."""
-    provider = await _provider(args, account, session)
+    options = _options(args, spec)
+    provider = await _provider(args, options, account, session)
     store = TokenFile(
         Path(args.token_file).expanduser() if args.token_file else default_token_path()
     )
     await store.load()
     key = sign_in_key(account.address, provider.token_url)
     stored = store.get(key)
-    client = _client(args, stored)
+    client = _client(args, options["client_id"], stored)
     if client is None:
         raise usage_error(
             "give --client-id: the id of the app you registered at"
@@ -236,7 +262,7 @@ async def add_credentials(
     spec: dict[str, Any] | None = None,
 ) -> Account:
     """Sign in with OAuth2 (``--oauth``) or ask for the password."""
-    if args.oauth:
+    if args.oauth or (spec or {}).get("oauth"):
         session: aiohttp.ClientSession = args.http
-        return await add_oauth(account, args, session)
+        return await add_oauth(account, args, session, spec)
     return await add_password(account, passwords, spec)
