@@ -159,6 +159,8 @@ async def cmd_check(args: argparse.Namespace) -> int:
         )
     account = await add_credentials(account, args, PasswordSource(args.password_fd))
     assert account.incoming is not None
+    if account.sign_in is not None and account.oauth is not None:
+        print(f"Sign-in: OAuth2 with {account.oauth.name}")
 
     failures: list[CliError] = []
     idle = False

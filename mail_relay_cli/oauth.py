@@ -252,7 +252,9 @@ async def add_oauth(
     smtp = account.smtp
     if smtp is not None and smtp.username:
         smtp = replace(smtp, token_source=source)
-    return replace(account, incoming=incoming, smtp=smtp, sign_in=source)
+    return replace(
+        account, incoming=incoming, smtp=smtp, oauth=provider, sign_in=source
+    )
 
 
 async def add_credentials(
