@@ -22,6 +22,7 @@ CODES = {
     "OAuthTokenRefused": Exit.SIGN_IN,
     "TokenRefreshRefused": Exit.SIGN_IN,
     "TokenServiceUnavailable": Exit.CONNECTION,
+    "TokenExpiredError": Exit.CONNECTION,
     "AuthError": Exit.AUTH,
     "StartTlsUnavailableError": Exit.STARTTLS,
     "CertificateError": Exit.TLS,
