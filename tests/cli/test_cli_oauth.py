@@ -11,6 +11,7 @@ followed to the command's loopback listener.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import stat
@@ -231,9 +232,16 @@ async def test_check_signs_in_with_a_device_code_and_keeps_it(
 
     # Next run: no --client-id, no sign-in; the stored token logs in.
     polls = oauth_server.counts["device_poll"]
-    again = await run(start_cli, "check", oauth_user.address, *args)
+    again = await run(start_cli, "check", oauth_user.address, *args, "--verbose")
     assert again.code == 0, again.text
     assert "enter the code" not in again.err
+    # The conversation is shown, the token in none of its forms.
+    assert "AUTHENTICATE XOAUTH2 ****" in again.err
+    xoauth2 = (
+        f"user={oauth_user.address}\x01auth=Bearer {tokens['access_token']}\x01\x01"
+    )
+    for secret in (tokens["access_token"], base64.b64encode(xoauth2.encode()).decode()):
+        assert secret not in again.text
     assert oauth_server.counts["device_poll"] == polls
     assert stored(token_file) == entry
 
