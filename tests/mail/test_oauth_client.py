@@ -510,3 +510,21 @@ async def test_refusal_text_is_cut_and_cleaned(hostile, session) -> None:
     assert "\x1b" not in text
     assert "\n" not in text
     assert len(text) < 300
+
+
+async def test_a_refresh_without_a_new_refresh_token_keeps_the_old(
+    hostile, session
+) -> None:
+    """Google sends no new refresh token on refresh: the old one stays valid."""
+    base, answers = hostile
+    answers["token"] = web.json_response(
+        {"access_token": "new-access", "token_type": "Bearer", "expires_in": "3599"}
+    )
+    provider = declared(
+        authorize_url=f"{base}/a", token_url=f"{base}/token", scopes=SCOPES
+    )
+    fresh = await refresh_tokens(session, provider, CLIENT, TokenSet("a", "r", None))
+    assert fresh.access_token == "new-access"
+    assert fresh.refresh_token == "r"
+    assert fresh.expires_at is not None
+    assert 3500 < fresh.expires_at - time.time() <= 3599
