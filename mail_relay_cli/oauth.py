@@ -161,9 +161,16 @@ def _client(
     return stored.client if stored is not None else None
 
 
+def _has_desktop() -> bool:
+    """Return whether a graphical browser can open (not a text one in our tty)."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 async def _show_url(url: str) -> None:
     say(f"To sign in, open this address in a browser:\n  {url}")
-    if sys.stdin.isatty():
+    if sys.stdin.isatty() and _has_desktop():
         with contextlib.suppress(webbrowser.Error):
             webbrowser.open(url)
     say("Waiting for the sign-in...")
