@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,14 @@ from custom_components.mail_relay.mail.backoff import Backoff
 from custom_components.mail_relay.mail.compose import OutgoingMail
 from custom_components.mail_relay.mail.errors import OAuthTokenRefused
 from custom_components.mail_relay.mail.imap import ImapClient, ImapWatcher
+from custom_components.mail_relay.mail.imap.watcher import TOKEN_RENEW_MARGIN
 from custom_components.mail_relay.mail.message import MailEvent
 from custom_components.mail_relay.mail.models import Security, ServerSettings
-from custom_components.mail_relay.mail.oauth import StaticTokenSource, TokenSource
+from custom_components.mail_relay.mail.oauth import StaticTokenSource, TokenSource, sasl
 from custom_components.mail_relay.mail.options import Timeouts
 from custom_components.mail_relay.mail.pop3 import Pop3Poller, Pop3State
 from custom_components.mail_relay.mail.smtp import SmtpSender
+from tests.mail.test_imap import Sink, make_watcher, running
 from tests.mailserver import (
     DovecotServer,
     MailUser,
@@ -536,3 +539,105 @@ async def test_bye_access_token_expired_reconnects_at_once_with_a_fresh_token() 
             await watcher.close()
     assert server.sessions == 2
     assert source.forced == 1  # the new session signed in with a fresh token
+
+
+# -- the watcher renews its session before the token expires -------------------------
+
+
+async def test_watcher_renews_before_expiry_without_missing_or_repeating_mail(
+    oauth_dovecot: DovecotServer,
+    oauth_server: OAuthServer,
+    oauth_user: MailUser,
+    tls_context: Any,
+) -> None:
+    # The token expires 3 s after the renewal point (TOKEN_RENEW_MARGIN before).
+    issued = oauth_server.issue(
+        oauth_user.address, lifetime=int(TOKEN_RENEW_MARGIN) + 3
+    )
+    source = RefreshingSource(oauth_server, oauth_user.address, issued.access_token)
+    sink = Sink()
+    watcher = make_watcher(
+        oauth_settings(oauth_dovecot, oauth_user, source), sink, tls_context
+    )
+    async with running(watcher):
+        await asyncio.to_thread(oauth_dovecot.deliver, oauth_user, make_message("one"))
+        await sink.wait(lambda: sink.subjects == ["one"])
+        await sink.wait(lambda: source.forced == 1, within=10)
+        # Right at the renewal, and once the new session is up.
+        await asyncio.to_thread(oauth_dovecot.deliver, oauth_user, make_message("two"))
+        await sink.wait(lambda: len(oauth_dovecot.logins(oauth_user)) >= 2)
+        await asyncio.to_thread(
+            oauth_dovecot.deliver, oauth_user, make_message("three")
+        )
+        await sink.wait(lambda: len(sink.events) >= 3)
+        await asyncio.sleep(0.5)
+    assert sink.subjects == ["one", "two", "three"]
+    assert source.forced == 1  # renewed once: the new token lives an hour
+    assert all("method=XOAUTH2" in line for line in oauth_dovecot.logins(oauth_user))
+    # Renewing is not a failure: no error was shown.
+    assert all(status.last_error is None for status in sink.statuses)
+
+
+# -- the token never shows ----------------------------------------------------------
+
+
+async def test_no_token_in_any_log_line_or_trace_at_debug(
+    oauth_dovecot: DovecotServer,
+    oauth_smtp: SmtpServer,
+    oauth_server: OAuthServer,
+    oauth_user: MailUser,
+    tls_context: Any,
+    trust_test_cert: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = oauth_server.issue(oauth_user.address).access_token
+    refused = "refused-" + token[:20]
+    wire: list[bytes] = []
+
+    def trace(_protocol: str, _direction: str, data: bytes) -> None:
+        wire.append(data)
+
+    source = StaticTokenSource(token)
+    await login_imap(
+        oauth_settings(oauth_dovecot, oauth_user, source), tls_context, trace=trace
+    )
+    with pytest.raises(OAuthTokenRefused):
+        await login_imap(
+            oauth_settings(oauth_dovecot, oauth_user, StaticTokenSource(refused)),
+            tls_context,
+            trace=trace,
+        )
+    poller = Pop3Poller(
+        oauth_settings(oauth_dovecot, oauth_user, source, protocol="pop3"),
+        account=oauth_user.address,
+        state=Pop3State(),
+        trace=trace,
+    )
+    await poller.check_login()
+    sender = SmtpSender(
+        smtp_oauth_settings(oauth_smtp, oauth_user, source), trace=trace
+    )
+    sender._ssl_context = tls_context
+    try:
+        await sender.check()
+    finally:
+        await sender.close()
+    secrets_ = [
+        secret
+        for value in (token, refused)
+        for secret in (
+            value,
+            sasl.initial_response(sasl.XOAUTH2, oauth_user.address, value),
+            sasl.initial_response(sasl.OAUTHBEARER, oauth_user.address, value),
+        )
+    ]
+    assert any(b"AUTHENTICATE XOAUTH2" in data for data in wire)  # traced, masked
+    seen = b"".join(wire)
+    # The test servers' own logs (authlib issuing tokens, aiosmtpd) are not ours.
+    ours = [r for r in caplog.records if not r.name.startswith(("authlib", "mail.log"))]
+    assert ours  # DEBUG logging was on
+    text = "\n".join(r.getMessage() for r in ours)
+    for secret in secrets_:
+        assert secret.encode() not in seen
+        assert secret not in text
