@@ -242,7 +242,14 @@ async def add_oauth(
 
     async def rotated(fresh: TokenSet) -> None:
         MASKER.add(account.address, fresh.access_token)
-        await store.put(key, SignIn(client, fresh))
+        try:
+            await store.put(key, SignIn(client, fresh))
+        except OSError as err:
+            # The refreshed token works for this run; the file keeps a used one.
+            say(
+                f"warning: cannot save the refreshed sign-in to {store.path}"
+                f" ({err.strerror}); the next run will have to sign in again"
+            )
 
     MASKER.add(account.address, tokens.access_token)
     source = RefreshingTokenSource(
