@@ -32,6 +32,7 @@ from custom_components.mail_relay.mail.oauth.endpoints import (
 from custom_components.mail_relay.mail.oauth.loopback import sign_in_with_browser
 from custom_components.mail_relay.mail.oauth.refreshing import RefreshingTokenSource
 from custom_components.mail_relay.mail.oauth.tokens import OAuthClient, TokenSet
+from custom_components.mail_relay.mail.providers import find_provider
 
 from .account import Account
 from .errors import usage_error
@@ -132,6 +133,8 @@ async def _provider(
                 session, str(options["issuer"]), scopes, http_timeout=args.timeout
             )
         found = account.oauth
+        if found is None and (preset := find_provider(account.address)):
+            found = preset.oauth  # servers given by hand, a known address
         if found is None and tenant:
             found = microsoft()
         if found is None:
