@@ -38,7 +38,7 @@ from .account import Account
 from .errors import usage_error
 from .output import say
 from .passwords import PasswordSource, add_password
-from .tokens import SignIn, TokenFile, default_token_path, sign_in_key
+from .tokens import SignIn, default_token_path, open_token_file, sign_in_key
 from .wire import MASKER
 
 CLIENT_SECRET_ENV = "MAIL_RELAY_CLIENT_SECRET"  # noqa: S105  # a variable name
@@ -224,10 +224,9 @@ async def add_oauth(
     """Give both servers a token source: the stored sign-in, else a new one."""
     options = _options(args, spec)
     provider = await _provider(args, options, account, session)
-    store = TokenFile(
-        Path(args.token_file).expanduser() if args.token_file else default_token_path()
+    store = await open_token_file(
+        Path(args.token_file) if args.token_file else default_token_path()
     )
-    await store.load()
     key = sign_in_key(account.address, provider.token_url)
     stored = store.get(key)
     client = _client(args, options["client_id"], stored)

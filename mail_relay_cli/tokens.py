@@ -46,13 +46,19 @@ def sign_in_key(address: str, token_url: str) -> str:
 
 
 class TokenFile:
-    """The sign-ins of every account, read once, written on each change."""
+    """The sign-ins of every account, read once, written on each change.
+
+    Accounts of one run share one instance per path (``open_token_file``): each
+    write holds every account's latest tokens, so one account's refresh never
+    writes back another's used refresh token.
+    """
 
     def __init__(self, path: Path) -> None:
         """Nothing is read until ``load``."""
         self.path = path
         self._entries: dict[str, dict[str, Any]] = {}
         self._lock = asyncio.Lock()
+        self._loaded = False
 
     def _read(self) -> None:
         try:
@@ -75,8 +81,11 @@ class TokenFile:
         }
 
     async def load(self) -> None:
-        """Read the file (off the event loop); a missing file holds nothing."""
-        await asyncio.to_thread(self._read)
+        """Read the file once (off the event loop); a missing file holds nothing."""
+        async with self._lock:
+            if not self._loaded:
+                await asyncio.to_thread(self._read)
+                self._loaded = True
 
     def get(self, key: str) -> SignIn | None:
         """Return the stored sign-in, or None (none, or unreadable)."""
@@ -112,3 +121,14 @@ class TokenFile:
                 "tokens": sign_in.tokens.to_json(),
             }
             await asyncio.to_thread(self._write)
+
+
+_OPEN: dict[Path, TokenFile] = {}
+
+
+async def open_token_file(path: Path) -> TokenFile:
+    """Return this run's one instance for a path, loaded."""
+    resolved = path.expanduser().absolute()
+    store = _OPEN.setdefault(resolved, TokenFile(resolved))
+    await store.load()
+    return store

@@ -10,7 +10,13 @@ import pytest
 
 from custom_components.mail_relay.mail.oauth.tokens import OAuthClient, TokenSet
 from mail_relay_cli.errors import CliError, Exit
-from mail_relay_cli.tokens import SignIn, TokenFile, default_token_path, sign_in_key
+from mail_relay_cli.tokens import (
+    SignIn,
+    TokenFile,
+    default_token_path,
+    open_token_file,
+    sign_in_key,
+)
 
 KEY = sign_in_key(" Ann@Example.org ", "https://id.example.org/token")
 SIGN_IN = SignIn(
@@ -84,3 +90,20 @@ async def test_an_unusable_entry_means_sign_in_again(tmp_path) -> None:
     await store.load()
     assert store.get(KEY) is None
     assert store.get("other") is None
+
+
+async def test_accounts_of_one_run_share_the_file(tmp_path) -> None:
+    """Two accounts refreshing in turn: each write keeps the other's tokens."""
+    path = tmp_path / "tokens.json"
+    first = await open_token_file(path)
+    second = await open_token_file(tmp_path / "." / "tokens.json")
+    assert first is second
+    other = sign_in_key("bob@example.org", "https://id.example.org/token")
+    await first.put(KEY, SIGN_IN)
+    await second.put(other, SIGN_IN)
+    rotated = SignIn(SIGN_IN.client, TokenSet("access-2", "refresh-2", None))
+    await first.put(KEY, rotated)
+    fresh = TokenFile(path)
+    await fresh.load()
+    assert fresh.get(KEY) == rotated
+    assert fresh.get(other) == SIGN_IN
