@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from custom_components.mail_relay.mail.backoff import Backoff
@@ -35,27 +36,41 @@ from tests.mailserver import (
 )
 from tests.mailserver.dovecot import make_message
 from tests.mailserver.imap_scripted import ScriptedImapServer, Writer
+from tests.mailserver.oauth import IssuedToken
 
 
 class RefreshingSource:
-    """A token source that refreshes at the real server (by the test's hand).
+    """A token source that refreshes at the authorization server over HTTP.
 
-    Starts with ``token``; a forced refresh mints a new token at the
-    authorization server, as a refresh-token grant would.
+    Starts with ``issued``; a forced refresh is a real refresh-token grant
+    (the refresh token rotates). The mail tests need only this much; the
+    product's sources are built elsewhere (mail/oauth clients, Home Assistant).
     """
 
-    def __init__(self, server: OAuthServer, user: str, token: str) -> None:
+    def __init__(self, server: OAuthServer, issued: IssuedToken) -> None:
         self.server = server
-        self.user = user
-        self.token = token
+        self.token = issued.access_token
+        self.refresh_token = issued.refresh_token or ""
         self.forced = 0
-        self._expires_at: float | None = server.by_access[token].expires_at
+        self._expires_at: float | None = issued.expires_at
 
     async def access_token(self, *, force_refresh: bool = False) -> str:
         if force_refresh:
             self.forced += 1
-            issued = self.server.issue(self.user)
-            self.token, self._expires_at = issued.access_token, issued.expires_at
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": self.refresh_token,
+                "client_id": self.server.default_client.client_id,
+            }
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(f"{self.server.base}/token", data=form) as response,
+            ):
+                assert response.status == 200, await response.text()
+                token = await response.json()
+            self.token = token["access_token"]
+            self.refresh_token = token["refresh_token"]
+            self._expires_at = time.time() + token["expires_in"]
         return self.token
 
     @property
@@ -163,6 +178,15 @@ async def test_imap_oauthbearer_when_xoauth2_is_not_offered(
             await login_imap(oauth_settings(server, user, bad), tls_context)
         assert time.monotonic() - started < 1.0
         assert refused.value.reason == "invalid"
+        # POP3 takes it too.
+        poller = Pop3Poller(
+            oauth_settings(server, user, source, protocol="pop3"),
+            account=user.address,
+            state=Pop3State(),
+            ssl_context=tls_context,
+        )
+        await poller.check_login()
+        assert await _logged_in(server, user, "pop3-login", "method=OAUTHBEARER")
     finally:
         await asyncio.to_thread(server.cleanup)
 
@@ -207,9 +231,11 @@ async def test_imap_expired_token_one_forced_refresh_then_success(
 ) -> None:
     issued = oauth_server.issue(oauth_user.address)
     oauth_server.expire(issued.access_token)
-    source = RefreshingSource(oauth_server, oauth_user.address, issued.access_token)
+    source = RefreshingSource(oauth_server, issued)
+    refreshes = oauth_server.refresh_requests
     await login_imap(oauth_settings(oauth_dovecot, oauth_user, source), tls_context)
     assert source.forced == 1
+    assert oauth_server.refresh_requests == refreshes + 1  # one real refresh grant
     assert await _logged_in(oauth_dovecot, oauth_user)
 
 
@@ -227,10 +253,10 @@ async def test_imap_expired_token_reason_when_refresh_does_not_help(
     assert refused.value.reason == "expired"
 
 
-async def _logged_in(server: DovecotServer, user: MailUser) -> bool:
-    """Dovecot's log process writes the login line a moment later."""
+async def _logged_in(server: DovecotServer, user: MailUser, *words: str) -> bool:
+    """A login of ``user`` with ``words`` in its log line (written a moment later)."""
     for _ in range(50):
-        if server.logins(user):
+        if any(all(w in line for w in words) for line in server.logins(user)):
             return True
         await asyncio.sleep(0.05)
     return False
@@ -289,7 +315,7 @@ async def test_pop3_refused_token_answered_at_once_then_refresh(
     # An expired token: one forced refresh, then in.
     issued = oauth_server.issue(oauth_user.address)
     oauth_server.expire(issued.access_token)
-    source = RefreshingSource(oauth_server, oauth_user.address, issued.access_token)
+    source = RefreshingSource(oauth_server, issued)
     poller = Pop3Poller(
         oauth_settings(oauth_dovecot, oauth_user, source, protocol="pop3"),
         account=oauth_user.address,
@@ -380,7 +406,7 @@ async def test_smtp_expired_token_one_forced_refresh_then_success(
 ) -> None:
     issued = oauth_server.issue(oauth_user.address)
     oauth_server.expire(issued.access_token)
-    source = RefreshingSource(oauth_server, oauth_user.address, issued.access_token)
+    source = RefreshingSource(oauth_server, issued)
     sender = SmtpSender(smtp_oauth_settings(oauth_smtp, oauth_user, source))
     sender._ssl_context = tls_context
     try:
@@ -463,6 +489,26 @@ async def test_imap_error_challenge_gives_the_reason(
     (auth,) = [i for i, c in enumerate(server.commands) if "AUTHENTICATE" in c]
     assert server.commands[auth + 1] == abort
     assert source.forced == 1
+
+
+async def test_a_server_echoing_the_token_does_not_put_it_in_the_error() -> None:
+    async def authenticate(tag: str, line: str, out: Writer) -> None:
+        echoed = line.split()[-1]
+        await out.write(f"{tag} NO bad token tok-123 ({echoed})\r\n".encode())
+
+    async with ScriptedImapServer(
+        capabilities=f"{CAPS} SASL-IR", answers={"AUTHENTICATE": authenticate}
+    ) as server:
+        client = ImapClient(
+            scripted_settings(server.port, StaticTokenSource("tok-123")),
+            ssl_context=None,
+        )
+        with pytest.raises(OAuthTokenRefused) as refused:
+            await client.connect()
+        await client.logout()
+    assert "tok-123" not in str(refused.value)
+    assert b64("someone@example.com", "tok-123") not in str(refused.value)
+    assert "****" in str(refused.value)
 
 
 async def test_exchange_authenticated_but_not_connected_is_a_sign_in_error(
@@ -554,7 +600,7 @@ async def test_watcher_renews_before_expiry_without_missing_or_repeating_mail(
     issued = oauth_server.issue(
         oauth_user.address, lifetime=int(TOKEN_RENEW_MARGIN) + 3
     )
-    source = RefreshingSource(oauth_server, oauth_user.address, issued.access_token)
+    source = RefreshingSource(oauth_server, issued)
     sink = Sink()
     watcher = make_watcher(
         oauth_settings(oauth_dovecot, oauth_user, source), sink, tls_context
@@ -641,3 +687,20 @@ async def test_no_token_in_any_log_line_or_trace_at_debug(
     for secret in secrets_:
         assert secret.encode() not in seen
         assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("challenge_bytes", "expires_at", "reason"),
+    [
+        (b"not base64 at all!", None, "invalid"),
+        (base64.b64encode(b"[1, 2]"), None, "invalid"),
+        (base64.b64encode(b'{"status":"401"}'), 1.0, "expired"),  # long expired
+        (base64.b64encode(b'{"status":"403"}'), None, "scope"),
+        # A hostile server's endless challenge is read only so far.
+        (base64.b64encode(b'{"status":"400"' + b" " * 100_000 + b"}"), None, "invalid"),
+    ],
+)
+def test_error_challenge_is_read_safely(
+    challenge_bytes: bytes, expires_at: float | None, reason: str
+) -> None:
+    assert sasl.refusal_reason(challenge_bytes, expires_at) == reason

@@ -12,7 +12,10 @@ attributes of the protocol the connection drives (``pending_sync_command``,
 
 aioimaplib is only the base; the parts that matter for a watcher that must
 never hang or lose mail are ours: STARTTLS (aioimaplib has none), LOGIN
-without the password ever entering a log or an exception text, timeouts on
+without the password ever entering a log or an exception text, OAuth2's
+AUTHENTICATE (XOAUTH2, OAUTHBEARER) answering a refused token's challenge at
+once (aioimaplib's ``xoauth2()`` waits out its timeout there and logs the
+token's base64 form), timeouts on
 every wait, pending commands failed at once when the connection drops
 (aioimaplib would leave them waiting forever after a BYE), bounds on what a
 server may make us hold (``MAX_ANSWER_BYTES``, ``MAX_LINE_BYTES``), and a
@@ -447,7 +450,7 @@ class ImapConnection:
         if reason is None and response.result == "OK":
             await self._logged_in(proto, response)
             return
-        text = _last_text(response)
+        text = sasl.scrub(_last_text(response), mechanism, settings.username, token)
         if reason is None:
             source = settings.token_source
             reason = sasl.reason_for(text, source.expires_at if source else None)
