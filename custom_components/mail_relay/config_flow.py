@@ -299,7 +299,7 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
 
     async def _async_test(self) -> dict[str, str]:
         """Log in to the incoming and SMTP servers; return form errors."""
-        if self._provider is not None and self._provider.oauth_required:
+        if self._provider is not None and self._provider.oauth_only:
             return {"base": "oauth_required"}
         data = self._entry_data()
         servers: list[tuple[ServerSettings, Protocol]] = [
@@ -423,7 +423,7 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
             return self._show_user_form({CONF_EMAIL: "invalid_email"})
         if self._account_id() in self._async_current_ids(include_ignore=False):
             return self.async_abort(reason="already_configured")
-        if self._provider is not None and self._provider.oauth_required:
+        if self._provider is not None and self._provider.oauth_only:
             return self._show_user_form({"base": "oauth_required"})
         if self._servers and self._tested_for == self._account_id():
             # Back here after a refused login: keep the servers, test again.

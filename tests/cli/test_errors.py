@@ -19,12 +19,11 @@ CORE_ERRORS = [
 ]
 CODES = {
     "OAuthRequiredError": Exit.OAUTH,
-    "AuthError": Exit.AUTH,
-    # OAuth2 (issue 16): as their base classes until the CLI gives them their own.
-    "OAuthTokenRefused": Exit.AUTH,
-    "TokenRefreshRefused": Exit.AUTH,
+    "OAuthTokenRefused": Exit.SIGN_IN,
+    "TokenRefreshRefused": Exit.SIGN_IN,
     "TokenServiceUnavailable": Exit.CONNECTION,
     "TokenExpiredError": Exit.CONNECTION,
+    "AuthError": Exit.AUTH,
     "StartTlsUnavailableError": Exit.STARTTLS,
     "CertificateError": Exit.TLS,
     "TlsError": Exit.TLS,
