@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 other error, 2 usage, 3 login refused,"
         " 4 TLS/certificate, 5 connection/timeout, 6 OAuth2 required,"
         " 7 STARTTLS unavailable, 8 no server found, 9 message refused,"
+        " 10 message not confirmed, 11 OAuth2 sign-in needed again,"
         " 130 interrupted.",
     )
     sub = parser.add_subparsers(dest="command", required=True)

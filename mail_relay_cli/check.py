@@ -151,10 +151,10 @@ async def cmd_check(args: argparse.Namespace) -> int:
     )
     sys.stdout.flush()
     warn_insecure(account)
-    if account.provider is not None and account.provider.oauth_required:
+    if account.provider is not None and account.provider.oauth_only:
         say(
-            f"note: {account.provider.name} accepts only OAuth2 sign-in; expect the"
-            " password to be refused."
+            f"note: {account.provider.name} refuses passwords: sign in with"
+            " --oauth (and --client-id, your app's id)."
         )
     account = await add_password(account, PasswordSource(args.password_fd))
     assert account.incoming is not None

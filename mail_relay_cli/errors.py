@@ -15,6 +15,8 @@ Scripts may rely on the codes (also in the README):
 9     ``send``: the server refused the message or a recipient
 10    ``send``: the server did not confirm the message; it may have been
       delivered, so it was not sent again
+11    OAuth2: the sign-in was refused or ran out, or the stored sign-in no
+      longer works (token refused, refresh token revoked): sign in again
 130   interrupted (Ctrl-C) before ``watch`` was running
 ====  ==================================================================
 """
@@ -32,12 +34,16 @@ from custom_components.mail_relay.mail.errors import (
     MailTimeoutError,
     MessageError,
     OAuthRequiredError,
+    OAuthTokenRefused,
     SendError,
     StartTlsUnavailableError,
     TlsError,
+    TokenRefreshRefused,
+    TokenServiceUnavailable,
     UnconfirmedSendError,
 )
 from custom_components.mail_relay.mail.models import ServerSettings
+from custom_components.mail_relay.mail.oauth.http import SignInError
 
 
 class Exit(IntEnum):
@@ -54,6 +60,7 @@ class Exit(IntEnum):
     NOT_FOUND = 8
     REFUSED = 9
     UNCONFIRMED = 10
+    SIGN_IN = 11
     INTERRUPTED = 130
 
 
@@ -85,11 +92,38 @@ class _Row:
 # {security} (the option that sets this server's security).
 _TABLE: tuple[_Row, ...] = (
     _Row(
+        OAuthTokenRefused,
+        Exit.SIGN_IN,
+        "OAuth2 token refused ({detail})",
+        "{host} refused the OAuth2 token of {username!r} ({detail}): the"
+        " account may lack IMAP/POP/SMTP access or the scope, or the sign-in"
+        " was for another account. Sign in again with --oauth --sign-in.",
+    ),
+    _Row(
+        TokenRefreshRefused,
+        Exit.SIGN_IN,
+        "sign-in expired ({detail})",
+        "the stored sign-in of {username!r} no longer works ({detail})."
+        " Sign in again with --oauth --sign-in.",
+    ),
+    _Row(
+        SignInError,
+        Exit.SIGN_IN,
+        "sign-in failed ({detail})",
+        "the sign-in did not complete ({detail}).",
+    ),
+    _Row(
+        TokenServiceUnavailable,
+        Exit.CONNECTION,
+        "sign-in service unavailable ({detail})",
+        "the sign-in service could not give a token ({detail}); try again later.",
+    ),
+    _Row(
         OAuthRequiredError,
         Exit.OAUTH,
         "OAuth2 sign-in required",
         "{host} accepts only OAuth2 sign-in; it refuses passwords,"
-        " even app passwords ({detail}).",
+        " even app passwords ({detail}). Sign in with --oauth.",
     ),
     _Row(
         AuthError,

@@ -421,6 +421,17 @@ class MailRelayConfigFlow(
                 return {"base": key}
         return {}
 
+    def _wants_sign_in(self) -> bool:
+        """Sign in when no password was typed, or the provider refuses them.
+
+        Known only once the servers are: Microsoft 365 is found by its MX.
+        """
+        if self.source == SOURCE_RECONFIGURE:
+            return False
+        if self._provider is not None and self._provider.oauth_only:
+            self._sign_in = True
+        return self._sign_in
+
     def _uses_clear_text(self) -> bool:
         securities = [self._servers[CONF_INCOMING_SECURITY]]
         if self._servers.get(CONF_SMTP_HOST):
@@ -431,7 +442,7 @@ class MailRelayConfigFlow(
         """Confirm clear text if needed, test, then create or update the entry."""
         if self._uses_clear_text() and not self._insecure_confirmed:
             return await self.async_step_insecure()
-        if self._sign_in:
+        if self._wants_sign_in():
             if self._token is None:
                 return await self.async_step_sign_in()
             return await self._async_check_sign_in()
@@ -532,10 +543,7 @@ class MailRelayConfigFlow(
             return self._show_user_form({CONF_EMAIL: "invalid_email"})
         if self._account_id() in self._async_current_ids(include_ignore=False):
             return self.async_abort(reason="already_configured")
-        # No password, or one the provider would refuse: sign in instead.
-        self._sign_in = not self._password or bool(
-            self._provider and self._provider.oauth_only
-        )
+        self._sign_in = not self._password
         if self._servers and self._tested_for == self._account_id():
             # Back here after a refused login: keep the servers, test again.
             return await self._async_test_and_finish()

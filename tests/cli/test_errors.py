@@ -19,6 +19,9 @@ CORE_ERRORS = [
 ]
 CODES = {
     "OAuthRequiredError": Exit.OAUTH,
+    "OAuthTokenRefused": Exit.SIGN_IN,
+    "TokenRefreshRefused": Exit.SIGN_IN,
+    "TokenServiceUnavailable": Exit.CONNECTION,
     "AuthError": Exit.AUTH,
     "StartTlsUnavailableError": Exit.STARTTLS,
     "CertificateError": Exit.TLS,

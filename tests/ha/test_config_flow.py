@@ -143,7 +143,7 @@ async def test_every_seed_provider_is_proposed_without_network(
         for domain in provider.domains:
             protocol = "imap" if provider.imap else "pop3"
             result = await _user(hass, f"Jean@{domain.upper()}", "secret", protocol)
-            if provider.oauth_required:
+            if provider.oauth_only:
                 assert result["step_id"] == "user"
                 assert result["errors"] == {"base": "oauth_required"}
                 assert result["description_placeholders"]["provider"] == provider.name

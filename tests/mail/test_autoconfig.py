@@ -511,3 +511,136 @@ async def test_dns_configuration(dns) -> None:
     dns.records[("example.org", "MX")] = [(10, "mx.example.org")]
     resolver = DnsResolver([f"127.0.0.1:{free_port()}", dns.nameserver], timeout=0.3)
     assert [r.host for r in await resolver.mx("example.org")] == ["mx.example.org"]
+
+
+# -- OAuth2: presets, <authentication>OAuth2</authentication>, <oAuth2> -------
+
+MS_SCOPES = (
+    "https://outlook.office.com/IMAP.AccessAsUser.All"
+    " https://outlook.office.com/POP.AccessAsUser.All"
+    " https://outlook.office.com/SMTP.Send offline_access"
+)
+
+
+def oauth_config_xml(oauth2: str, methods: tuple[str, ...]) -> str:
+    """A config-v1.1.xml as the ISPDB writes an OAuth2 provider's."""
+    auth = "".join(f"<authentication>{m}</authentication>" for m in methods)
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<clientConfig version="1.1">
+  <emailProvider id="example.org">
+    <domain>example.org</domain>
+    <incomingServer type="imap">
+      <hostname>imap.example.org</hostname><port>993</port>
+      <socketType>SSL</socketType><username>%EMAILADDRESS%</username>{auth}
+    </incomingServer>
+    <outgoingServer type="smtp">
+      <hostname>smtp.example.org</hostname><port>587</port>
+      <socketType>STARTTLS</socketType><username>%EMAILADDRESS%</username>{auth}
+    </outgoingServer>
+  </emailProvider>
+  {oauth2}
+</clientConfig>"""
+
+
+async def test_autoconfig_oauth2_element_names_the_provider(http, dns, session) -> None:
+    http.files["/autoconfig/example.org/mail/config-v1.1.xml"] = oauth_config_xml(
+        f"""<oAuth2>
+          <issuer>login.microsoftonline.com</issuer>
+          <scope>{MS_SCOPES}</scope>
+          <authURL>https://login.microsoftonline.com/common/oauth2/v2.0/authorize</authURL>
+          <tokenURL>https://login.microsoftonline.com/common/oauth2/v2.0/token</tokenURL>
+        </oAuth2>""",
+        ("OAuth2",),
+    )
+    found = await detect(ADDRESS, session, local_settings(http, dns))
+    assert found is not None
+    assert found.source is Source.AUTOCONFIG
+    assert found.oauth is not None
+    # Microsoft's endpoints are recognised: the device code and the tenant follow.
+    assert found.oauth.name == "microsoft"
+    assert found.oauth.tenant == "common"
+    assert found.oauth.device_code_url is not None
+    assert found.oauth.scope == MS_SCOPES
+    imap = found.incoming(Protocol.IMAP)
+    assert imap is not None
+    assert imap.oauth
+    assert not imap.password
+    assert found.outgoing is not None
+    assert found.outgoing.oauth
+
+
+async def test_autoconfig_self_hosted_oauth2_and_passwords(http, dns, session) -> None:
+    http.files["/ispdb/example.org"] = oauth_config_xml(
+        """<oAuth2><issuer>https://id.example.org</issuer>
+        <scope>mail offline_access mail</scope>
+        <authURL>https://id.example.org/authorize</authURL>
+        <tokenURL>https://id.example.org/token</tokenURL></oAuth2>""",
+        ("OAuth2", "password-cleartext"),
+    )
+    found = await detect(ADDRESS, session, local_settings(http, dns))
+    assert found is not None
+    assert found.oauth is not None
+    assert found.oauth.name == "id.example.org"
+    assert found.oauth.issuer == "https://id.example.org"
+    assert found.oauth.scopes == ("mail", "offline_access")
+    assert found.oauth.device_code_url is None
+    imap = found.incoming(Protocol.IMAP)
+    assert imap is not None
+    assert imap.oauth
+    assert imap.password
+
+
+@pytest.mark.parametrize(
+    "oauth2",
+    [
+        "",  # no element
+        # Plain-text endpoints would carry the tokens in clear: ignored.
+        "<oAuth2><scope>mail</scope><authURL>http://id.example.org/a</authURL>"
+        "<tokenURL>http://id.example.org/t</tokenURL></oAuth2>",
+        # Incomplete: no token URL, no scope.
+        "<oAuth2><scope>mail</scope><authURL>https://id.example.org/a</authURL>"
+        "</oAuth2>",
+        "<oAuth2><authURL>https://id.example.org/a</authURL>"
+        "<tokenURL>https://id.example.org/t</tokenURL></oAuth2>",
+    ],
+)
+def test_unusable_oauth2_elements_are_ignored(oauth2: str) -> None:
+    found = parse_config_xml(
+        oauth_config_xml(oauth2, ("password-cleartext",)), "a@example.org"
+    )
+    assert found is not None
+    assert found.oauth is None
+    assert found.imap[0].password
+    assert not found.imap[0].oauth
+
+
+async def test_presets_carry_their_sign_in(http, dns, session) -> None:
+    outlook = await detect("jean@hotmail.fr", session, local_settings(http, dns))
+    assert outlook is not None
+    assert outlook.oauth is not None
+    assert outlook.oauth.name == "microsoft"
+    assert all(s.oauth and not s.password for s in (*outlook.imap, *outlook.smtp))
+    gmail = await detect("jean@gmail.com", session, local_settings(http, dns))
+    assert gmail is not None
+    assert gmail.oauth is not None
+    assert gmail.oauth.name == "google"
+    assert all(s.oauth and s.password for s in gmail.imap)
+    free = await detect("jean@free.fr", session, local_settings(http, dns))
+    assert free is not None
+    assert free.oauth is None
+    assert not free.imap[0].oauth
+
+
+async def test_microsoft_365_custom_domain_by_mx(http, dns, session) -> None:
+    dns.records[("example.org", "MX")] = [
+        (0, "example-org.mail.protection.outlook.com")
+    ]
+    found = await detect(ADDRESS, session, local_settings(http, dns))
+    assert found is not None
+    assert found.source is Source.MX
+    assert found.provider_id == "microsoft365"
+    assert found.oauth is not None
+    assert found.oauth.name == "microsoft"
+    assert found.imap[0].host == "outlook.office365.com"
+    assert found.smtp[0].host == "smtp.office365.com"
+    assert not found.imap[0].password

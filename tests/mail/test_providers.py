@@ -79,10 +79,11 @@ def test_every_seed_domain_has_its_preset(domain: str, provider_id: str) -> None
 
 
 def test_every_entry_is_well_formed() -> None:
-    assert len(PROVIDERS) == len({p.id for p in PROVIDERS}) == 16
+    assert len(PROVIDERS) == len({p.id for p in PROVIDERS}) == 17
     for provider in PROVIDERS:
         assert provider.name
-        assert provider.domains
+        assert provider.domains or provider.mx_domains
+        assert provider.password or provider.oauth is not None
         assert provider.imap or provider.pop3 or provider.smtp
         for server in (provider.imap, provider.pop3, provider.smtp):
             if server is None:
@@ -92,7 +93,7 @@ def test_every_entry_is_well_formed() -> None:
             assert 0 < server.port < 65536
             assert isinstance(server.security, Security)
             assert server.username in ("address", "local")
-        if provider.app_password or provider.oauth_required:
+        if provider.app_password or provider.oauth is not None:
             assert provider.help_url is not None
             assert provider.help_url.startswith("https://")
 
@@ -116,7 +117,7 @@ def test_current_values_replace_the_old_seed_ones() -> None:
     assert google.app_password
     outlook = find_provider("x@hotmail.fr")
     assert outlook is not None
-    assert outlook.oauth_required
+    assert outlook.oauth_only
     assert outlook.imap is not None
     assert outlook.imap.host == "outlook.office365.com"
     apple = find_provider("x@icloud.com")
@@ -131,6 +132,75 @@ def test_current_values_replace_the_old_seed_ones() -> None:
     assert numericable.imap is not None
     assert numericable.imap.security is Security.NONE
     assert not numericable.verified
+
+
+OUTLOOK_DOMAINS = (
+    "outlook.com", "hotmail.com", "hotmail.fr", "live.com", "live.fr", "msn.com",
+    "outlook.fr",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("domain", OUTLOOK_DOMAINS)
+def test_microsoft_addresses_sign_in_with_microsoft(domain: str) -> None:
+    provider = find_provider(f"jean@{domain}")
+    assert provider is not None
+    assert provider.oauth is not None
+    assert provider.oauth.name == "microsoft"
+    assert provider.oauth_only
+    assert not provider.password
+    # Tenant "common" takes personal and work accounts; the one token serves
+    # IMAP, POP3 and SMTP, so no Graph scope may be mixed in.
+    assert provider.oauth.token_url == (
+        "https://login.microsoftonline.com/common/oauth2/v2.0/token"
+    )
+    assert provider.oauth.device_code_url == (
+        "https://login.microsoftonline.com/common/oauth2/v2.0/devicecode"
+    )
+    assert set(provider.oauth.scopes) == {
+        "https://outlook.office.com/IMAP.AccessAsUser.All",
+        "https://outlook.office.com/POP.AccessAsUser.All",
+        "https://outlook.office.com/SMTP.Send",
+        "offline_access",
+    }
+    assert "graph" not in provider.oauth.scope.lower()
+
+
+@pytest.mark.parametrize("domain", ["gmail.com", "googlemail.com"])
+def test_gmail_signs_in_with_google_or_an_app_password(domain: str) -> None:
+    provider = find_provider(f"jean@{domain}")
+    assert provider is not None
+    assert provider.oauth is not None
+    assert provider.oauth.name == "google"
+    assert provider.oauth.scopes == ("https://mail.google.com/",)
+    # Google's device flow refuses the Gmail scope: browser sign-in only.
+    assert provider.oauth.device_code_url is None
+    assert provider.password
+    assert provider.app_password
+    assert not provider.oauth_only
+
+
+def test_providers_without_oauth_use_passwords() -> None:
+    for provider_id in ("free", "orange", "yahoo", "apple", "ovh"):
+        provider = find_provider_by_id(provider_id)
+        assert provider is not None
+        assert provider.oauth is None
+        assert provider.password
+
+
+def test_microsoft_365_is_found_by_its_mx_host() -> None:
+    m365 = find_provider_by_mx("contoso-com.mail.protection.outlook.com")
+    assert m365 is not None
+    assert m365.id == "microsoft365"
+    assert m365.oauth is not None
+    assert m365.oauth.name == "microsoft"
+    assert m365.oauth_only
+    assert m365.smtp is not None
+    assert (m365.smtp.host, m365.smtp.port) == ("smtp.office365.com", 587)
+    # Outlook.com's own MX stays the personal service.
+    personal = find_provider_by_mx("hotmail-com.olc.protection.outlook.com")
+    assert personal is not None
+    assert personal.id == "outlook"
+    assert find_provider_by_mx("aspmx.l.google.com") == find_provider_by_id("google")
 
 
 def test_unknown_domains_and_mx_hosts() -> None:
@@ -160,6 +230,9 @@ def test_unknown_domains_and_mx_hosts() -> None:
             "no server",
         ),
         (lambda c: c["providers"][1].update(help_url=None), "help_url"),
+        (lambda c: c["providers"][1].update(oauth="yahoo"), "oauth provider"),
+        (lambda c: c["providers"][0].update(password=False), "no way to sign in"),
+        (lambda c: c["providers"][0].update(domains=[]), "no domain"),
     ],
 )
 def test_malformed_catalogs_are_refused(mutate, message: str) -> None:

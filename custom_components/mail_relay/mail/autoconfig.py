@@ -27,6 +27,8 @@ import aiohttp
 
 from .dns import DnsError, DnsResolver
 from .models import DEFAULT_PORTS, Protocol, Security
+from .oauth.endpoints import OAuthProvider, declared
+from .oauth.http import SignInError, read_bounded
 from .providers import (
     Provider,
     ServerPreset,
@@ -39,6 +41,11 @@ from .tls import create_ssl_context
 _LOGGER = logging.getLogger(__name__)
 
 MAX_CONFIG_BYTES = 256 * 1024
+MAX_OAUTH_SCOPES = 20
+# config-v1.1 <authentication> values that mean "a password" (Thunderbird's).
+PASSWORD_METHODS = frozenset(
+    {"password-cleartext", "password-encrypted", "plain", "secure"}
+)
 
 # Two-level public suffixes common enough to matter for the MX step; a full
 # public suffix list is more than a base-domain heuristic needs.
@@ -75,6 +82,8 @@ class ServerCandidate:
     port: int
     security: Security
     username: str
+    oauth: bool = False  # the server takes an OAuth2 bearer token
+    password: bool = True  # the server takes a password
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +96,8 @@ class DetectedSettings:
     smtp: tuple[ServerCandidate, ...] = ()
     provider_id: str | None = None
     display_name: str | None = None
+    # Where to sign in when the servers take OAuth2 (a preset, ``<oAuth2>``).
+    oauth: OAuthProvider | None = None
 
     def incoming(self, protocol: Protocol) -> ServerCandidate | None:
         """Return the preferred IMAP or POP3 server."""
@@ -163,7 +174,7 @@ class AutoconfigSettings:
 
 
 def _candidate(
-    preset: ServerPreset | None, protocol: Protocol, email: str
+    provider: Provider, preset: ServerPreset | None, protocol: Protocol, email: str
 ) -> tuple[ServerCandidate, ...]:
     if preset is None:
         return ()
@@ -174,6 +185,8 @@ def _candidate(
             preset.port,
             preset.security,
             preset.username_for(email),
+            oauth=provider.oauth is not None,
+            password=provider.password,
         ),
     )
 
@@ -182,11 +195,12 @@ def from_provider(provider: Provider, email: str, source: Source) -> DetectedSet
     """Turn a preset into detected settings for one address."""
     return DetectedSettings(
         source=source,
-        imap=_candidate(provider.imap, Protocol.IMAP, email),
-        pop3=_candidate(provider.pop3, Protocol.POP3, email),
-        smtp=_candidate(provider.smtp, Protocol.SMTP, email),
+        imap=_candidate(provider, provider.imap, Protocol.IMAP, email),
+        pop3=_candidate(provider, provider.pop3, Protocol.POP3, email),
+        smtp=_candidate(provider, provider.smtp, Protocol.SMTP, email),
         provider_id=provider.id,
         display_name=provider.name,
+        oauth=provider.oauth,
     )
 
 
@@ -237,7 +251,42 @@ def _server_from_xml(element: ET.Element, email: str) -> ServerCandidate | None:
     if not 0 < port < 65536:
         port = DEFAULT_PORTS[(kind, security)]
     username = _expand(_child_text(element, "username") or "%EMAILADDRESS%", email)
-    return ServerCandidate(kind, host, port, security, username.strip())
+    methods = {
+        (child.text or "").strip().lower()
+        for child in element
+        if _local(child.tag) == "authentication"
+    } - {""}
+    return ServerCandidate(
+        kind,
+        host,
+        port,
+        security,
+        username.strip(),
+        oauth="oauth2" in methods,
+        # No method named: the file predates the element; assume a password.
+        password=not methods or bool(methods & PASSWORD_METHODS),
+    )
+
+
+def _oauth_from_xml(element: ET.Element) -> OAuthProvider | None:
+    """Read ``<oAuth2>`` (issuer, scope, authURL, tokenURL); None when unusable."""
+    scope = _child_text(element, "scope")
+    scopes = tuple(dict.fromkeys(scope.split()))[:MAX_OAUTH_SCOPES]
+    authorize_url = _child_text(element, "authurl")
+    token_url = _child_text(element, "tokenurl")
+    if not (authorize_url and token_url and scopes):
+        return None
+    issuer = _child_text(element, "issuer")
+    try:
+        return declared(
+            authorize_url=authorize_url,
+            token_url=token_url,
+            scopes=scopes,
+            issuer=issuer if issuer.startswith("https://") else None,
+        )
+    except (SignInError, ValueError) as err:
+        _LOGGER.debug("Ignoring an unusable <oAuth2> element: %s", err)
+        return None
 
 
 def parse_config_xml(text: str | bytes, email: str) -> DetectedSettings | None:
@@ -260,9 +309,12 @@ def parse_config_xml(text: str | bytes, email: str) -> DetectedSettings | None:
         Protocol.SMTP: [],
     }
     display_name = None
+    oauth: OAuthProvider | None = None
     for element in root.iter():
         name = _local(element.tag)
-        if name in ("incomingserver", "outgoingserver"):
+        if name == "oauth2" and oauth is None:
+            oauth = _oauth_from_xml(element)
+        elif name in ("incomingserver", "outgoingserver"):
             candidate = _server_from_xml(element, email)
             if candidate is not None and candidate not in servers[candidate.protocol]:
                 servers[candidate.protocol].append(candidate)
@@ -276,6 +328,7 @@ def parse_config_xml(text: str | bytes, email: str) -> DetectedSettings | None:
         pop3=tuple(servers[Protocol.POP3]),
         smtp=tuple(servers[Protocol.SMTP]),
         display_name=display_name,
+        oauth=oauth,
     )
 
 
@@ -324,11 +377,7 @@ class Detector:
             ) as response:
                 if response.status != 200:
                     return None
-                body = b""
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    body += chunk
-                    if len(body) > MAX_CONFIG_BYTES:
-                        return None
+                body = await read_bounded(response, MAX_CONFIG_BYTES)
         except (aiohttp.ClientError, TimeoutError, ValueError) as err:
             _LOGGER.debug("No %s config at %s: %s", source, url, err)
             return None
@@ -363,7 +412,9 @@ class Detector:
         mx_base = base_domain(records[0].host)
         if mx_base == self.domain:
             return None
-        provider = find_provider_by_mx(mx_base) if self.settings.use_presets else None
+        provider = (
+            find_provider_by_mx(records[0].host) if self.settings.use_presets else None
+        )
         if provider is not None:
             return from_provider(provider, self.email, Source.MX)
         for lookup in (self.autoconfig, self.ispdb):

@@ -16,16 +16,16 @@ from .imap import ImapClient
 from .models import Protocol, Security, ServerSettings
 from .options import Timeouts
 from .pop3 import Pop3Poller
+from .providers import oauth_only_hosts
 from .smtp import SmtpSender
 from .tls import create_ssl_context
 from .trace import Trace
 
 DEFAULT_TIMEOUT = 15.0
 
-# Hosts that take OAuth2 only: a refused password there means "use OAuth2".
-OAUTH_ONLY_HOSTS = frozenset(
-    {"outlook.office365.com", "smtp-mail.outlook.com", "smtp.office365.com"}
-)
+# Hosts of the presets that take OAuth2 only: a refused password there means
+# "sign in with the provider".
+OAUTH_ONLY_HOSTS = oauth_only_hosts()
 
 
 def oauth_hint(settings: ServerSettings, err: AuthError) -> AuthError:

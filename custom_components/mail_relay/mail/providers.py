@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .models import Security
+from .oauth.endpoints import KNOWN as OAUTH_PROVIDERS
+from .oauth.endpoints import OAuthProvider
 
 type UsernameForm = Literal["address", "local"]
 
@@ -46,10 +48,19 @@ class Provider:
     smtp: ServerPreset | None
     app_password: bool = False
     help_url: str | None = None
-    oauth_required: bool = False
+    # Sign in with this provider's OAuth2 ("microsoft", "google"), if offered.
+    oauth: OAuthProvider | None = None
+    # False: the servers refuse passwords, app passwords included.
+    password: bool = True
     verified: bool = False
     notes: str = ""
+    # MX hosts under these domains are this provider's (a hosted custom domain).
     mx_domains: tuple[str, ...] = ()
+
+    @property
+    def oauth_only(self) -> bool:
+        """Return whether the only way in is the provider's OAuth2 sign-in."""
+        return self.oauth is not None and not self.password
 
 
 def _server(raw: object) -> ServerPreset | None:
@@ -87,6 +98,9 @@ def parse_catalog(data: dict[str, Any]) -> tuple[Provider, ...]:
             raise ValueError(f"domains listed twice: {sorted(overlap)}")
         seen_ids.add(raw["id"])
         seen_domains.update(domains)
+        oauth = raw.get("oauth")
+        if oauth is not None and oauth not in OAUTH_PROVIDERS:
+            raise ValueError(f"unknown oauth provider {oauth!r}")
         provider = Provider(
             id=raw["id"],
             name=raw["name"],
@@ -96,7 +110,8 @@ def parse_catalog(data: dict[str, Any]) -> tuple[Provider, ...]:
             smtp=_server(raw.get("smtp")),
             app_password=bool(raw.get("app_password", False)),
             help_url=raw.get("help_url"),
-            oauth_required=bool(raw.get("oauth_required", False)),
+            oauth=OAUTH_PROVIDERS[oauth] if oauth is not None else None,
+            password=bool(raw.get("password", True)),
             verified=bool(raw.get("verified", False)),
             notes=raw.get("notes", ""),
             mx_domains=tuple(d.lower() for d in raw.get("mx_domains", ())),
@@ -105,6 +120,10 @@ def parse_catalog(data: dict[str, Any]) -> tuple[Provider, ...]:
             raise ValueError(f"provider {provider.id!r} has no server")
         if provider.app_password and not provider.help_url:
             raise ValueError(f"provider {provider.id!r} needs a help_url")
+        if not (provider.password or provider.oauth):
+            raise ValueError(f"provider {provider.id!r} has no way to sign in")
+        if not (provider.domains or provider.mx_domains):
+            raise ValueError(f"provider {provider.id!r} has no domain")
         providers.append(provider)
     return tuple(providers)
 
@@ -129,7 +148,28 @@ def find_provider_by_id(provider_id: str) -> Provider | None:
     return next((p for p in PROVIDERS if p.id == provider_id), None)
 
 
-def find_provider_by_mx(base_domain: str) -> Provider | None:
-    """Return the provider that hosts mail whose MX lies under this domain."""
-    domain = base_domain.lower()
-    return _BY_MX_DOMAIN.get(domain) or _BY_DOMAIN.get(domain)
+def find_provider_by_mx(mx_host: str) -> Provider | None:
+    """Return the provider that hosts mail whose MX is this host.
+
+    The most specific ``mx_domains`` entry the host lies under wins (Microsoft
+    365's ``*.mail.protection.outlook.com`` before Outlook.com's
+    ``outlook.com``), then the address domain the host lies under.
+    """
+    labels = mx_host.strip(".").lower().split(".")
+    suffixes = [".".join(labels[start:]) for start in range(len(labels) - 1)]
+    for table in (_BY_MX_DOMAIN, _BY_DOMAIN):
+        for suffix in suffixes:
+            if provider := table.get(suffix):
+                return provider
+    return None
+
+
+def oauth_only_hosts() -> frozenset[str]:
+    """Return the server hosts of the presets that refuse passwords."""
+    return frozenset(
+        server.host
+        for p in PROVIDERS
+        if p.oauth_only
+        for server in (p.imap, p.pop3, p.smtp)
+        if server is not None
+    )
