@@ -37,6 +37,7 @@ from tests.deprecations import (  # noqa: F401 (a fixture and a hook for pytest)
 from tests.mailserver import (
     DovecotServer,
     MailUser,
+    OAuthServer,
     SmtpServer,
     TestCertificate,
     make_certificate,
@@ -139,6 +140,51 @@ def smtp_server(
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def oauth_server() -> Iterator[OAuthServer]:
+    """The local OAuth2 authorization server (tests/mailserver/oauth.py)."""
+    _sockets_on()
+    server = OAuthServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def oauth_dovecot(
+    mail_cert: TestCertificate, oauth_server: OAuthServer
+) -> Iterator[DovecotServer]:
+    """A Dovecot that also takes XOAUTH2 and OAUTHBEARER, checked at oauth_server."""
+    _sockets_on()
+    server = DovecotServer(mail_cert, oauth=oauth_server)
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def oauth_smtp(
+    mail_cert: TestCertificate,
+    oauth_server: OAuthServer,
+    oauth_dovecot: DovecotServer,
+) -> Iterator[SmtpServer]:
+    """aiosmtpd with AUTH XOAUTH2 checked at oauth_server; mail lands in oauth_dovecot."""
+    _sockets_on()
+    server = SmtpServer(mail_cert, oauth=oauth_server)
+    server.relay = oauth_dovecot.relay_to_lmtp
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def oauth_user(oauth_dovecot: DovecotServer, oauth_server: OAuthServer) -> MailUser:
+    """A fresh mailbox that can sign in at oauth_server with its password."""
+    user = oauth_dovecot.add_user()
+    oauth_server.add_user(user.address, user.password)
+    return user
 
 
 @pytest.fixture

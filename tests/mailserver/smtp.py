@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import smtplib
 import ssl
 import threading
+import urllib.parse
+import urllib.request
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +21,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from .certs import TestCertificate
+from .oauth import INTROSPECTION_CLIENT, MAIL_SCOPE, OAuthServer, basic_auth
 from .ports import free_port
 
 MODES = ("starttls", "ssl", "plain")
@@ -114,6 +119,64 @@ class _Handler:
         return "250 Message accepted for delivery"
 
 
+class _OAuthHandler(_Handler):
+    """Also accepts ``AUTH XOAUTH2``, checking the token by introspection.
+
+    A refused token gets Gmail's answer: a 334 challenge carrying a base64
+    JSON error; once the client answers it (an empty line), 535.
+    """
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        if len(args) > 1:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                return AuthResult(
+                    success=False, handled=False, message="501 5.5.2 Bad base64"
+                )
+        else:
+            answer = await server.challenge_auth("")
+            if not isinstance(answer, bytes):
+                return AuthResult(success=False, handled=True)
+            blob = answer
+        fields = dict(
+            part.split("=", 1) for part in blob.decode().split("\x01") if "=" in part
+        )
+        user = fields.get("user", "")
+        token = fields.get("auth", "").removeprefix("Bearer ")
+        oauth = self.server.oauth
+        assert oauth is not None
+        # Blocking is fine here: aiosmtpd's loop runs in a thread of its own,
+        # and an executor thread would outlive the test.
+        found = introspect(oauth, token)
+        scopes = str(found.get("scope", "")).split()
+        if (
+            found.get("active")
+            and found.get("username") == user
+            and MAIL_SCOPE in scopes
+        ):
+            return AuthResult(success=True, auth_data=user.encode())
+        error = {"status": "401", "schemes": "Bearer", "scope": MAIL_SCOPE}
+        await server.challenge_auth(json.dumps(error))
+        return AuthResult(
+            success=False,
+            handled=False,
+            message="535 5.7.8 Username and Password not accepted",
+        )
+
+
+def introspect(oauth: OAuthServer, token: str) -> dict[str, Any]:
+    """Ask the authorization server about a token (RFC 7662), as Dovecot does."""
+    request = urllib.request.Request(
+        oauth.introspection_url,
+        data=urllib.parse.urlencode({"token": token}).encode(),
+        headers={"Authorization": basic_auth(*INTROSPECTION_CLIENT)},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        found: dict[str, Any] = json.loads(response.read())
+    return found
+
+
 class SmtpServer:
     """Three aiosmtpd listeners sharing one user list and one message log.
 
@@ -124,10 +187,18 @@ class SmtpServer:
     """
 
     def __init__(
-        self, cert: TestCertificate, ports: dict[str, int] | None = None
+        self,
+        cert: TestCertificate,
+        ports: dict[str, int] | None = None,
+        *,
+        oauth: OAuthServer | None = None,
     ) -> None:
-        """Choose ports; ``start()`` runs the listeners."""
+        """Choose ports; ``start()`` runs the listeners.
+
+        ``oauth``: also offer AUTH XOAUTH2, tokens checked at that server.
+        """
         self.cert = cert
+        self.oauth = oauth
         self.host = "127.0.0.1"
         fixed = ports or {}
         self.ports = {mode: fixed.get(mode) or free_port() for mode in MODES}
@@ -206,7 +277,7 @@ class SmtpServer:
             controller = _CountingController(
                 self,
                 mode,
-                _Handler(self, mode),
+                (_OAuthHandler if self.oauth else _Handler)(self, mode),
                 port=self.ports[mode],
                 server_hostname="localhost",
                 **common,
