@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,17 +34,27 @@ from tests.mailserver import OAuthServer
 
 
 @pytest.fixture
-async def provider(
-    hass: HomeAssistant, oauth_server: OAuthServer
-) -> AsyncIterator[str]:
-    """configuration.yaml declares the local server; yield its implementation key."""
+def oauth_server() -> Iterator[OAuthServer]:
+    """An authorization server of this test's own, which it may take down.
+
+    Started and stopped inside the test, so no thread of it outlives the test
+    (Home Assistant's test harness checks).
+    """
+    server = OAuthServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def provider(hass: HomeAssistant, oauth_server: OAuthServer) -> str:
+    """configuration.yaml declares the local server; return its implementation key."""
     register_app(oauth_server)
     declared = declared_provider(oauth_server)
     assert await async_setup_component(
         hass, DOMAIN, {DOMAIN: {"oauth_providers": [declared]}}
     )
-    yield declared_key(declared)
-    oauth_server.token_failure = None
+    return declared_key(declared)
 
 
 def _entry(hass: HomeAssistant, key: str, token: dict[str, Any]) -> MockConfigEntry:
