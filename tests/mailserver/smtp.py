@@ -123,7 +123,8 @@ class _OAuthHandler(_Handler):
     """Also accepts ``AUTH XOAUTH2``, checking the token by introspection.
 
     A refused token gets Gmail's answer: a 334 challenge carrying a base64
-    JSON error; once the client answers it (an empty line), 535.
+    JSON error (status 400 for another address's token, 401 for a dead or
+    unknown one); once the client answers it (an empty line), 535.
     """
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
@@ -156,7 +157,11 @@ class _OAuthHandler(_Handler):
             and MAIL_SCOPE in scopes
         ):
             return AuthResult(success=True, auth_data=user.encode())
-        error = {"status": "401", "schemes": "Bearer", "scope": MAIL_SCOPE}
+        # Gmail's statuses: 400 for a live token of another address, 401 else.
+        status = (
+            "400" if found.get("active") and found.get("username") != user else "401"
+        )
+        error = {"status": status, "schemes": "Bearer", "scope": MAIL_SCOPE}
         await server.challenge_auth(json.dumps(error))
         return AuthResult(
             success=False,

@@ -38,18 +38,22 @@ from ..errors import (
     ConnectError,
     MailError,
     MailTimeoutError,
+    OAuthReason,
     OAuthRequiredError,
+    OAuthTokenRefused,
     ProtocolError,
     StartTlsUnavailableError,
     TlsError,
 )
 from ..models import Security, ServerSettings
+from ..oauth import TokenSource, sasl
 from ..tls import create_ssl_context, shrink_read_buffer
 from ..trace import MASK, RECV, SEND, Trace
 from .parse import Namespace, Response, _capabilities, _last_text, _text, parse_fetch
 from .syntax import quote, uid_set
 
 _LOGGER = logging.getLogger(__name__)
+_NOT_CONNECTED = re.compile(r"authenticated but not connected", re.IGNORECASE)
 
 Command = Any  # aioimaplib.Command
 
@@ -110,6 +114,8 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         self._greeted = False  # the first line was checked
         self._held: list[bytes] = []  # pieces of a line not ended yet
         self._held_bytes = 0
+        # Set while AUTHENTICATE waits for the server's "+" (a challenge).
+        self.sasl_challenge: asyncio.Future[bytes] | None = None
 
     def data_received(self, d: bytes) -> None:
         if self.refused is not None:
@@ -186,6 +192,10 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
             if not _GREETING.match(line):
                 self.refuse(ProtocolError(f"not an IMAP server: {_text(line)[:80]}"))
                 return None
+        challenge = self.sasl_challenge
+        if line.startswith(b"+") and challenge is not None and not challenge.done():
+            challenge.set_result(line[1:].strip())
+            return None
         return super()._handle_line(line, current_cmd)
 
     def send(self, line: str, scrub: str | None = None) -> None:
@@ -349,6 +359,9 @@ class ImapConnection:
 
     async def _login(self, proto: _Protocol) -> None:
         settings = self.settings
+        if settings.token_source is not None:
+            await self._oauth_login(proto, settings.token_source)
+            return
         if any(c in settings.password + settings.username for c in "\r\n\0"):
             raise AuthError("the user name or password contains a line break")
         caps = {c.upper() for c in proto.capabilities}
@@ -378,6 +391,88 @@ class ImapConnection:
             if re.search(r"oauth|web login required", text, re.IGNORECASE):
                 raise OAuthRequiredError(text)
             raise AuthError(text or "login refused")
+        await self._logged_in(proto, response)
+
+    async def _oauth_login(self, proto: _Protocol, source: TokenSource) -> None:
+        """AUTHENTICATE with XOAUTH2, else OAUTHBEARER; one forced refresh."""
+        caps = {c.upper() for c in proto.capabilities}
+        mechanism = next((m for m in sasl.MECHANISMS if f"AUTH={m}" in caps), None)
+        if mechanism is None:
+            raise AuthError(
+                "the server offers no OAuth2 sign-in (XOAUTH2, OAUTHBEARER)"
+            )
+
+        async def attempt(token: str) -> None:
+            await self._authenticate(proto, mechanism, token, "SASL-IR" in caps)
+
+        await sasl.with_token(source, attempt)
+
+    async def _authenticate(
+        self, proto: _Protocol, mechanism: str, token: str, sasl_ir: bool
+    ) -> None:
+        """One AUTHENTICATE exchange; the token is in no Command, log or trace."""
+        settings = self.settings
+        initial = sasl.initial_response(mechanism, settings.username, token)
+        command = aioimaplib.Command(
+            "AUTHENTICATE", proto.new_tag(), loop=proto.loop, timeout=self.timeout
+        )
+        proto.pending_sync_command = command
+        head = f"{command.tag} AUTHENTICATE {mechanism}"
+        ready: asyncio.Future[bytes] = proto.loop.create_future()
+        proto.sasl_challenge = ready
+        if self._trace is not None:
+            self._trace("imap", SEND, f"{head} {MASK}\r\n".encode())
+        try:
+            with self._errors("authenticate"):
+                async with asyncio.timeout(self.timeout):
+                    if sasl_ir:
+                        proto.transport.write(f"{head} {initial}\r\n".encode())
+                    else:
+                        proto.transport.write(f"{head}\r\n".encode())
+                        await ready
+                        proto.sasl_challenge = proto.loop.create_future()
+                        if self._trace is not None:
+                            self._trace("imap", SEND, f"{MASK}\r\n".encode())
+                        proto.transport.write(f"{initial}\r\n".encode())
+                    reason = await self._sasl_outcome(proto, command, mechanism)
+        finally:
+            proto.sasl_challenge = None
+        response = command.response
+        if reason is None and response.result == "OK":
+            await self._logged_in(proto, response)
+            return
+        text = _last_text(response)
+        if reason is None:
+            source = settings.token_source
+            reason = sasl.reason_for(text, source.expires_at if source else None)
+        raise OAuthTokenRefused(reason, text)
+
+    async def _sasl_outcome(
+        self, proto: _Protocol, command: Command, mechanism: str
+    ) -> OAuthReason | None:
+        """Wait for the tagged answer; answer an error challenge at once."""
+        challenge = proto.sasl_challenge
+        assert challenge is not None
+        done = asyncio.ensure_future(command.wait())
+        try:
+            await asyncio.wait({done, challenge}, return_when=asyncio.FIRST_COMPLETED)
+            if done.done():
+                done.result()
+                return None
+            source = self.settings.token_source
+            reason = sasl.refusal_reason(
+                challenge.result(), source.expires_at if source else None
+            )
+            abort = sasl.ABORT[mechanism]
+            if self._trace is not None:
+                self._trace("imap", SEND, f"{abort}\r\n".encode())
+            proto.transport.write(f"{abort}\r\n".encode())
+            await done
+            return reason
+        finally:
+            done.cancel()
+
+    async def _logged_in(self, proto: _Protocol, response: Response) -> None:
         proto.state = aioimaplib.AUTH
         caps_after = _capabilities(response)
         if caps_after:
@@ -493,7 +588,14 @@ class ImapConnection:
     async def _ok(self, command: Command) -> Response:
         response = await self._execute(command)
         if response.result != "OK":
-            raise ProtocolError(f"{command.name}: {_last_text(response)}")
+            text = _last_text(response)
+            if _NOT_CONNECTED.search(text):
+                # Exchange took the token but will not serve this mailbox (another
+                # account, IMAP off, a missing scope): sign-in, not network.
+                if self.settings.token_source is not None:
+                    raise OAuthTokenRefused("account", text)
+                raise AuthError(text)
+            raise ProtocolError(f"{command.name}: {text}")
         return response
 
     async def _uid_fetch(
