@@ -730,7 +730,7 @@ class MailRelayConfigFlow(
             )
         errors: dict[str, str] = {}
         if user_input is None and schema:
-            return self._show_sign_in_form(schema, errors)
+            return self._show_sign_in_form(schema, errors, candidates[0])
         user_input = user_input or {}
         chosen = next(
             (i for i in candidates if i.domain == user_input.get(CONF_APP)),
@@ -745,7 +745,7 @@ class MailRelayConfigFlow(
             )
         except ValueError:
             return self._show_sign_in_form(
-                schema, {CONF_OAUTH_TENANT: "invalid_tenant"}
+                schema, {CONF_OAUTH_TENANT: "invalid_tenant"}, chosen
             )
         self.flow_impl = self._impl
         if self._method == METHOD_DEVICE:
@@ -753,13 +753,20 @@ class MailRelayConfigFlow(
         return await self.async_step_auth()
 
     def _show_sign_in_form(
-        self, schema: dict[Any, Any], errors: dict[str, str]
+        self,
+        schema: dict[Any, Any],
+        errors: dict[str, str],
+        app: MailOAuth2Implementation,
     ) -> ConfigFlowResult:
+        # "Sign in to Microsoft", or to the declared server by its name.
+        who = {"microsoft": "Microsoft", "google": "Google"}.get(
+            app.provider_name or "", app.name
+        )
         return self.async_show_form(
             step_id="sign_in",
             data_schema=vol.Schema(schema),
             errors=errors,
-            description_placeholders=self._placeholders(),
+            description_placeholders={**self._placeholders(), "provider": who},
         )
 
     async def async_oauth_create_entry(self, data: dict[str, Any]) -> ConfigFlowResult:
