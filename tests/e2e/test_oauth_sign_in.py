@@ -99,7 +99,9 @@ def _sign_in_in_popup(popup: Page, user: MailUser, session: Session) -> None:
 
 
 def test_sign_in_with_the_organisation_and_see_mail_arrive(
-    e2e: E2eEnvironment, oauth_server: OAuthServer, page_factory
+    e2e: E2eEnvironment,
+    oauth_server: OAuthServer,
+    page_factory,  # noqa: F811 (the fixture imported above)
 ) -> None:
     from playwright.sync_api import expect
 
