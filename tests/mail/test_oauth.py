@@ -7,15 +7,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from custom_components.mail_relay.mail.compose import OutgoingMail
 from custom_components.mail_relay.mail.errors import OAuthTokenRefused
 from custom_components.mail_relay.mail.imap import ImapClient
+from custom_components.mail_relay.mail.message import MailEvent
 from custom_components.mail_relay.mail.models import Security, ServerSettings
 from custom_components.mail_relay.mail.oauth import StaticTokenSource, TokenSource
-from tests.mailserver import DovecotServer, MailUser, OAuthServer, TestCertificate
+from custom_components.mail_relay.mail.pop3 import Pop3Poller, Pop3State
+from custom_components.mail_relay.mail.smtp import SmtpSender
+from tests.mailserver import (
+    DovecotServer,
+    MailUser,
+    OAuthServer,
+    SmtpServer,
+    TestCertificate,
+)
 from tests.mailserver.dovecot import make_message
 
 
@@ -216,3 +227,157 @@ async def _logged_in(server: DovecotServer, user: MailUser) -> bool:
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+# -- POP3 ---------------------------------------------------------------------------
+
+
+async def test_pop3_xoauth2_polls_mail(
+    oauth_dovecot: DovecotServer,
+    oauth_server: OAuthServer,
+    oauth_user: MailUser,
+    trust_test_cert: Path,
+) -> None:
+    await asyncio.to_thread(
+        oauth_dovecot.deliver, oauth_user, make_message("by POP3 with a token")
+    )
+    sent: list[bytes] = []
+    source = StaticTokenSource(oauth_server.issue(oauth_user.address).access_token)
+    poller = Pop3Poller(
+        oauth_settings(oauth_dovecot, oauth_user, source, protocol="pop3"),
+        account=oauth_user.address,
+        state=Pop3State(),
+        trace=lambda _p, direction, data: sent.append(data)
+        if direction == "send"
+        else None,
+    )
+    events: list[MailEvent] = []
+
+    async def collect(event: MailEvent) -> None:
+        events.append(event)
+
+    await poller.poll_once(collect)
+    assert [e.subject for e in events] == ["by POP3 with a token"]
+    assert b"AUTH XOAUTH2\r\n" in sent
+    assert source.token.encode() not in b"".join(sent)
+
+
+async def test_pop3_refused_token_answered_at_once_then_refresh(
+    oauth_dovecot: DovecotServer,
+    oauth_server: OAuthServer,
+    oauth_user: MailUser,
+    trust_test_cert: Path,
+) -> None:
+    bad = StaticTokenSource("made-up")
+    poller = Pop3Poller(
+        oauth_settings(oauth_dovecot, oauth_user, bad, protocol="pop3"),
+        account=oauth_user.address,
+        state=Pop3State(),
+    )
+    started = time.monotonic()
+    with pytest.raises(OAuthTokenRefused) as refused:
+        await poller.check_login()
+    assert time.monotonic() - started < 1.0
+    assert refused.value.reason == "invalid"
+    # An expired token: one forced refresh, then in.
+    issued = oauth_server.issue(oauth_user.address)
+    oauth_server.expire(issued.access_token)
+    source = RefreshingSource(oauth_server, oauth_user.address, issued.access_token)
+    poller = Pop3Poller(
+        oauth_settings(oauth_dovecot, oauth_user, source, protocol="pop3"),
+        account=oauth_user.address,
+        state=Pop3State(),
+    )
+    await poller.check_login()
+    assert source.forced == 1
+
+
+# -- SMTP ---------------------------------------------------------------------------
+
+
+def smtp_oauth_settings(
+    server: SmtpServer, user: MailUser, source: TokenSource
+) -> ServerSettings:
+    return ServerSettings(
+        host=server.host,
+        port=server.starttls_port,
+        security=Security.STARTTLS,
+        username=user.address,
+        token_source=source,
+    )
+
+
+async def test_smtp_xoauth2_sends_mail(
+    oauth_smtp: SmtpServer,
+    oauth_dovecot: DovecotServer,
+    oauth_server: OAuthServer,
+    oauth_user: MailUser,
+    tls_context: Any,
+) -> None:
+    source = StaticTokenSource(oauth_server.issue(oauth_user.address).access_token)
+    sent: list[bytes] = []
+    sender = SmtpSender(
+        smtp_oauth_settings(oauth_smtp, oauth_user, source),
+        trace=lambda _p, direction, data: sent.append(data)
+        if direction == "send"
+        else None,
+    )
+    sender._ssl_context = tls_context
+    try:
+        result = await sender.send(
+            OutgoingMail(
+                sender=oauth_user.address,
+                to=[oauth_user.address],
+                subject="Envoyé avec un jeton",
+                text="Bonjour.",
+            )
+        )
+    finally:
+        await sender.close()
+    assert result.accepted == (oauth_user.address,)
+    (received,) = oauth_smtp.received_by(oauth_user.address)
+    assert received.login == oauth_user.address
+    assert b"AUTH XOAUTH2 ****\r\n" in sent
+    assert source.token.encode() not in b"".join(sent)
+
+
+async def test_smtp_refused_tokens_and_their_reasons(
+    oauth_smtp: SmtpServer,
+    oauth_server: OAuthServer,
+    oauth_user: MailUser,
+    tls_context: Any,
+) -> None:
+    """Gmail's error challenge tells another address's token (400) from a dead
+    one (401); either is answered at once."""
+    other = oauth_server.issue("someone-else@mailrelay.test").access_token
+    for token, reason in ((other, "account"), ("made-up", "invalid")):
+        source = StaticTokenSource(token)
+        sender = SmtpSender(smtp_oauth_settings(oauth_smtp, oauth_user, source))
+        sender._ssl_context = tls_context
+        started = time.monotonic()
+        try:
+            with pytest.raises(OAuthTokenRefused) as refused:
+                await sender.check()
+        finally:
+            await sender.close()
+        assert time.monotonic() - started < 1.0
+        assert refused.value.reason == reason
+        assert source.forced == 1
+
+
+async def test_smtp_expired_token_one_forced_refresh_then_success(
+    oauth_smtp: SmtpServer,
+    oauth_server: OAuthServer,
+    oauth_user: MailUser,
+    tls_context: Any,
+) -> None:
+    issued = oauth_server.issue(oauth_user.address)
+    oauth_server.expire(issued.access_token)
+    source = RefreshingSource(oauth_server, oauth_user.address, issued.access_token)
+    sender = SmtpSender(smtp_oauth_settings(oauth_smtp, oauth_user, source))
+    sender._ssl_context = tls_context
+    try:
+        await sender.check()
+    finally:
+        await sender.close()
+    assert source.forced == 1

@@ -7,7 +7,8 @@ so the event loop never blocks. Steps on one connection run one after another.
 One poll is one POP3 session:
 
 1. connect (POP3S, or STLS on the plain port and fail closed, or clear text
-   only when the user chose it), ``CAPA``, log in (``AUTH PLAIN`` when offered,
+   only when the user chose it), ``CAPA``, log in (``AUTH XOAUTH2`` or
+   ``OAUTHBEARER`` for an OAuth2 account, else ``AUTH PLAIN`` when offered,
    else ``USER``/``PASS``);
 2. ``UIDL``: UIDLs not in :attr:`Pop3State.seen` are new; seen UIDLs no longer
    on the server are forgotten, which keeps the state as small as the maildrop;
@@ -55,12 +56,15 @@ from .errors import (
     ConnectError,
     MailError,
     MailTimeoutError,
+    OAuthReason,
+    OAuthTokenRefused,
     ProtocolError,
     StartTlsUnavailableError,
     TlsError,
 )
 from .message import MailEvent, event_from_message
 from .models import Security, ServerSettings
+from .oauth import sasl
 from .options import EventOptions, Pop3PollOptions, Retention, Timeouts
 from .tls import create_ssl_context
 from .trace import MASK, RECV, SEND, Trace
@@ -281,6 +285,36 @@ class _Client(poplib.POP3):
                 self.command(f"PASS {password}", shown=f"PASS {MASK}")
         except _ServerError as err:
             raise _auth_error(err.response) from None
+
+    def login_oauth(
+        self, username: str, token: str, sasl_list: list[str], expires_at: float | None
+    ) -> None:
+        """``AUTH XOAUTH2``, else ``OAUTHBEARER``; a refused token ends at once.
+
+        The initial response goes after the server's ``+`` (a command line
+        may not exceed 255 bytes, RFC 5034); an error challenge is answered
+        with the mechanism's abort so the final ``-ERR`` comes now.
+        """
+        offered = [m.upper() for m in sasl_list]
+        mechanism = next((m for m in sasl.MECHANISMS if m in offered), None)
+        if mechanism is None:
+            raise AuthError("The POP3 server offers no OAuth2 sign-in (XOAUTH2)")
+        initial = sasl.initial_response(mechanism, username, token)
+        reason: OAuthReason | None = None
+        try:
+            self.command(f"AUTH {mechanism}", continuation=True)
+            answer = self.command(initial, continuation=True, shown=MASK)
+            if answer.startswith(b"+OK"):
+                return
+            reason = sasl.refusal_reason(answer[1:].strip(), expires_at)
+            self.command(sasl.ABORT[mechanism])
+        except _ServerError as err:
+            failed = _auth_error(err.response)
+            if not isinstance(failed, AuthError):
+                raise failed from None
+            reason = reason or sasl.reason_for(err.response, expires_at)
+            raise OAuthTokenRefused(reason, err.response) from None
+        raise ProtocolError("The POP3 server accepted an aborted OAuth2 exchange")
 
     def uidl_listing(self) -> dict[int, str]:
         """Return message number -> UIDL for every message in the maildrop."""
@@ -533,8 +567,11 @@ class Pop3Poller:
             self._ssl_context = create_ssl_context(verify=self._settings.verify_tls)
         return self._ssl_context
 
-    def _open(self) -> _Client:
-        """Connect, secure and log in; never sends credentials unprotected by mistake."""
+    def _open(self, token: str | None = None) -> _Client:
+        """Connect, secure and log in; never sends credentials unprotected by mistake.
+
+        With ``token`` (the account signs in with OAuth2) it logs in with it.
+        """
         s = self._settings
         client: _Client
         if s.security is Security.SSL:
@@ -555,7 +592,13 @@ class Pop3Poller:
             if s.security is Security.STARTTLS:
                 client.starttls(self._context(), caps)
                 caps = client.capabilities()  # RFC 2595: ask again after TLS
-            client.login(s.username, s.password, (caps or {}).get("SASL", []))
+            offered = (caps or {}).get("SASL", [])
+            if token is None:
+                client.login(s.username, s.password, offered)
+            else:
+                source = s.token_source
+                expires = source.expires_at if source is not None else None
+                client.login_oauth(s.username, token, offered, expires)
         except BaseException:
             client.close()
             raise
@@ -611,9 +654,21 @@ class Pop3Poller:
         being opened is shut down, which ends the thread's blocking read, and
         a session the executor still opens is closed instead of lingering.
         """
+        source = self._settings.token_source
+        if source is None:
+            return await self._open_in_executor(None)
+        opened: list[_Client] = []
+
+        async def attempt(token: str) -> None:
+            opened.append(await self._open_in_executor(token))
+
+        await sasl.with_token(source, attempt)
+        return opened[-1]
+
+    async def _open_in_executor(self, token: str | None) -> _Client:
         loop = asyncio.get_running_loop()
         self._opening = None
-        future = loop.run_in_executor(None, self._open)
+        future = loop.run_in_executor(None, partial(self._open, token))
         try:
             # Not shield(): it would log the error the woken thread ends with.
             await asyncio.wait({future})

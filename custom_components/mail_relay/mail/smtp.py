@@ -32,6 +32,8 @@ from .errors import (
     MailError,
     MailTimeoutError,
     MessageError,
+    OAuthReason,
+    OAuthTokenRefused,
     ProtocolError,
     SendError,
     StartTlsUnavailableError,
@@ -39,6 +41,7 @@ from .errors import (
     UnconfirmedSendError,
 )
 from .models import Security, ServerSettings
+from .oauth import TokenSource, sasl
 from .tls import create_ssl_context
 from .trace import RECV, SEND, Trace, masked_auth
 
@@ -425,10 +428,52 @@ class SmtpSender:
             if wire is not None:
                 wire.logging_in = True
             try:
-                await client.login(settings.username, settings.password)
+                if settings.token_source is not None:
+                    await self._oauth_login(client, settings.token_source, where)
+                else:
+                    await client.login(settings.username, settings.password)
             finally:
                 if wire is not None:
                     wire.logging_in = False
+
+    async def _oauth_login(
+        self, client: aiosmtplib.SMTP, source: TokenSource, where: str
+    ) -> None:
+        """AUTH XOAUTH2, else OAUTHBEARER, with one forced refresh.
+
+        Sent with aiosmtplib's ``execute_command`` rather than its
+        ``auth_xoauth2()``: that one answers the error challenge too, but
+        drops it, and the challenge says why the token was refused.
+        """
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo()
+        offered = {m.upper() for m in client.server_auth_methods}
+        mechanism = next((m for m in sasl.MECHANISMS if m in offered), None)
+        if mechanism is None:
+            raise AuthError(f"{where} offers no OAuth2 sign-in (XOAUTH2, OAUTHBEARER)")
+
+        async def attempt(token: str) -> None:
+            initial = sasl.initial_response(mechanism, self.settings.username, token)
+            reply = await client.execute_command(
+                b"AUTH", mechanism.encode(), initial.encode()
+            )
+            reason: OAuthReason | None = None
+            if reply.code == 334:
+                reason = sasl.refusal_reason(reply.message, source.expires_at)
+                reply = await client.execute_command(sasl.ABORT[mechanism].encode())
+            if reply.code == 235:
+                return
+            if reply.code < 500:
+                # 454 "temporary authentication failure": retry later.
+                raise ConnectError(
+                    f"{where}: login failed for now: {reply.code} {reply.message}"
+                )
+            text = f"{reply.code} {reply.message}"
+            raise OAuthTokenRefused(
+                reason or sasl.reason_for(reply.message, source.expires_at), text
+            )
+
+        await sasl.with_token(source, attempt)
 
     def _arm_idle_timer(self) -> None:
         if self._client is None or self.idle_timeout <= 0:
