@@ -129,3 +129,63 @@ async def test_no_password_and_no_sign_in_asks_for_the_password(
     result = await _to_sign_in(hass, "jean@free.fr")
     assert result["step_id"] == "user"
     assert result["errors"] == {"password": "password_required"}
+
+
+@pytest.mark.usefixtures("current_request_with_host")
+async def test_a_provider_declared_by_its_endpoints_signs_its_domain_in(
+    hass: HomeAssistant,
+) -> None:
+    # configuration.yaml: a self-hosted server for a domain, by its endpoints
+    # (no device code endpoint: the sign-in form is skipped).
+    declared = {
+        "domains": ["free.fr"],
+        "name": "Example SSO",
+        "authorize_url": "https://sso.example.org/auth",
+        "token_url": "https://sso.example.org/token",
+        "client_id": "home-assistant",
+        "scopes": "openid email offline_access",
+    }
+    assert await async_setup_component(
+        hass, DOMAIN, {DOMAIN: {"oauth_providers": [declared]}}
+    )
+    result = await _to_sign_in(hass, "jean@free.fr")
+    assert result["type"] is FlowResultType.EXTERNAL_STEP
+    url = urlsplit(result["url"])
+    query = {key: values[0] for key, values in parse_qs(url.query).items()}
+    assert (url.netloc, url.path) == ("sso.example.org", "/auth")
+    assert query["client_id"] == "home-assistant"
+    assert query["scope"] == "openid email offline_access"
+    assert query["code_challenge_method"] == "S256"
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [
+        # Neither an issuer nor endpoints.
+        {"domains": ["a.test"], "client_id": "x", "scopes": ["mail"]},
+        # Both.
+        {
+            "domains": ["a.test"],
+            "issuer": "https://sso.a.test",
+            "authorize_url": "https://sso.a.test/auth",
+            "token_url": "https://sso.a.test/token",
+            "client_id": "x",
+            "scopes": ["mail"],
+        },
+        # An authorize URL without its token URL.
+        {
+            "domains": ["a.test"],
+            "authorize_url": "https://sso.a.test/auth",
+            "client_id": "x",
+            "scopes": ["mail"],
+        },
+        # No domain.
+        {"domains": [], "issuer": "https://sso.a.test", "client_id": "x", "scopes": []},
+    ],
+)
+async def test_a_malformed_declared_provider_is_refused(
+    hass: HomeAssistant, declared: dict
+) -> None:
+    assert not await async_setup_component(
+        hass, DOMAIN, {DOMAIN: {"oauth_providers": [declared]}}
+    )
