@@ -23,6 +23,11 @@ CODES = {
     "TokenRefreshRefused": Exit.SIGN_IN,
     "TokenServiceUnavailable": Exit.CONNECTION,
     "AuthError": Exit.AUTH,
+    # OAuth2 (issue 16): as their base classes until the CLI gives them their own.
+    "OAuthTokenRefused": Exit.AUTH,
+    "TokenRefreshRefused": Exit.AUTH,
+    "TokenServiceUnavailable": Exit.CONNECTION,
+    "TokenExpiredError": Exit.CONNECTION,
     "StartTlsUnavailableError": Exit.STARTTLS,
     "CertificateError": Exit.TLS,
     "TlsError": Exit.TLS,

@@ -63,6 +63,8 @@ EXPECTED = [
     ("StartTlsUnavailableError", "starttls_unavailable",
      (ConfigEntryNotReady, "cannot_connect"),
      (HomeAssistantError, "smtp_starttls_unavailable"), "action_failed"),
+    ("TokenExpiredError", "cannot_connect", (ConfigEntryNotReady, "cannot_connect"),
+     (HomeAssistantError, "smtp_connect_failed"), "action_failed"),
     ("TlsError", "cannot_connect", (ConfigEntryNotReady, "cannot_connect"),
      (HomeAssistantError, "smtp_connect_failed"), "action_failed"),
     ("MailTimeoutError", "timeout", (ConfigEntryNotReady, "cannot_connect"),

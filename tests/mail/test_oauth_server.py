@@ -225,7 +225,12 @@ def test_smtp_xoauth2_handler(
 ) -> None:
     token = oauth_server.issue(oauth_user.address).access_token
     context = oauth_smtp.cert.client_context()
-    with smtplib.SMTP(oauth_smtp.host, oauth_smtp.starttls_port, timeout=10) as smtp:
+    with smtplib.SMTP(
+        oauth_smtp.host,
+        oauth_smtp.starttls_port,
+        local_hostname="localhost",
+        timeout=10,
+    ) as smtp:
         smtp.starttls(context=context)
         smtp.ehlo()
         assert "XOAUTH2" in smtp.esmtp_features["auth"]
@@ -241,3 +246,52 @@ def test_smtp_xoauth2_handler(
         )
         assert code == 235
     assert isinstance(context, ssl.SSLContext)
+
+
+async def test_controls_authorize_as_revoke_all_and_failing_token_endpoint(
+    oauth_server: OAuthServer, oauth_user: MailUser
+) -> None:
+    _, challenge = _pkce()
+    query = urllib.parse.urlencode(
+        {
+            "response_type": "code",
+            "client_id": "mail-relay-test",
+            "redirect_uri": REDIRECT,
+            "scope": "mail offline_access",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+    )
+    issued = oauth_server.issue(oauth_user.address)
+    auth = {"Authorization": basic_auth(*INTROSPECTION_CLIENT)}
+    async with aiohttp.ClientSession() as session:
+        oauth_server.authorize_as(oauth_user.address)
+        try:
+            async with session.get(
+                f"{oauth_server.base}/authorize?{query}", allow_redirects=False
+            ) as response:
+                assert response.status == 302  # no page: signed in as the user
+                assert "code=" in response.headers["Location"]
+        finally:
+            oauth_server.authorize_as(None)
+        oauth_server.revoke_all(oauth_user.address)
+        _, info = await _post(
+            session,
+            oauth_server.introspection_url,
+            {"token": issued.access_token},
+            headers=auth,
+        )
+        assert info == {"active": False}
+        refresh = {
+            "grant_type": "refresh_token",
+            "refresh_token": issued.refresh_token or "",
+            "client_id": "mail-relay-test",
+        }
+        status, body = await _post(session, f"{oauth_server.base}/token", refresh)
+        assert (status, body["error"]) == (400, "invalid_grant")
+        oauth_server.token_failure = 503
+        try:
+            status, _ = await _post(session, f"{oauth_server.base}/token", refresh)
+        finally:
+            oauth_server.token_failure = None
+        assert status == 503

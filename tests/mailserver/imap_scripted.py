@@ -4,7 +4,8 @@ It greets with ``greeting`` (anything: ``+OK``, garbage, BYE), accepts any
 LOGIN, answers CAPABILITY with ``capabilities``, opens any folder with the given UIDVALIDITY and UIDNEXT, and answers
 each command by its verb from ``answers``: a coroutine that gets the tag, the
 whole command line and the writer, and writes whatever it likes (a literal
-announced at 2 GB and streamed, say). Verbs without an answer get ``OK``.
+announced at 2 GB and streamed, say); it may read the client's next line
+(an AUTHENTICATE exchange). Verbs without an answer get ``OK``.
 ``sent`` counts the bytes the server managed to write.
 """
 
@@ -21,15 +22,31 @@ Answer = Callable[[str, str, "Writer"], Awaitable[None]]
 class Writer:
     """The server's side of one connection: write and count."""
 
-    def __init__(self, server: ScriptedImapServer, writer: asyncio.StreamWriter):
+    def __init__(
+        self,
+        server: ScriptedImapServer,
+        writer: asyncio.StreamWriter,
+        reader: asyncio.StreamReader,
+    ):
         self._server = server
         self._writer = writer
+        self._reader = reader
 
     async def write(self, data: bytes) -> None:
         """Write and wait until the client took it (raises once it left)."""
         self._writer.write(data)
         await self._writer.drain()
         self._server.sent += len(data)
+
+    async def readline(self) -> str:
+        """Read the client's next line (its answer to a ``+`` challenge)."""
+        line = (await self._reader.readline()).decode(errors="replace")
+        self._server.commands.append(line.rstrip("\r\n"))
+        return line.rstrip("\r\n")
+
+    def close(self) -> None:
+        """Hang up (after a BYE, say)."""
+        self._writer.close()
 
     async def start_tls(self, context: ssl.SSLContext) -> None:
         """Upgrade the connection (the server's side of STARTTLS)."""
@@ -54,6 +71,7 @@ class ScriptedImapServer:
         self.uidvalidity = uidvalidity
         self.uidnext = uidnext
         self.commands: list[str] = []
+        self.sessions = 0  # connections accepted
         self.sent = 0
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -78,7 +96,8 @@ class ScriptedImapServer:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
-        out = Writer(self, writer)
+        self.sessions += 1
+        out = Writer(self, writer, reader)
         try:
             with contextlib.suppress(ConnectionError, OSError):
                 await out.write(self.greeting + b"\r\n")

@@ -32,6 +32,14 @@ class MailTimeoutError(ConnectError):
     """The server did not answer in time."""
 
 
+class TokenExpiredError(ConnectError):
+    """The server ended the session because the OAuth2 token expired.
+
+    Exchange's ``* BYE Session invalidated - AccessTokenExpired``: reconnect
+    at once with a fresh token, without backing off.
+    """
+
+
 class TlsError(ConnectError):
     """The TLS handshake failed."""
 

@@ -312,8 +312,9 @@ class _Client(poplib.POP3):
             failed = _auth_error(err.response)
             if not isinstance(failed, AuthError):
                 raise failed from None
-            reason = reason or sasl.reason_for(err.response, expires_at)
-            raise OAuthTokenRefused(reason, err.response) from None
+            text = sasl.scrub(err.response, mechanism, username, token)
+            reason = reason or sasl.reason_for(text, expires_at)
+            raise OAuthTokenRefused(reason, text) from None
         raise ProtocolError("The POP3 server accepted an aborted OAuth2 exchange")
 
     def uidl_listing(self) -> dict[int, str]:

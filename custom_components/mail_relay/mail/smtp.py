@@ -465,12 +465,18 @@ class SmtpSender:
                 return
             if reply.code < 500:
                 # 454 "temporary authentication failure": retry later.
-                raise ConnectError(
-                    f"{where}: login failed for now: {reply.code} {reply.message}"
+                message = sasl.scrub(
+                    reply.message, mechanism, self.settings.username, token
                 )
-            text = f"{reply.code} {reply.message}"
+                raise ConnectError(
+                    f"{where}: login failed for now: {reply.code} {message}"
+                )
+            message = sasl.scrub(
+                reply.message, mechanism, self.settings.username, token
+            )
             raise OAuthTokenRefused(
-                reason or sasl.reason_for(reply.message, source.expires_at), text
+                reason or sasl.reason_for(message, source.expires_at),
+                f"{reply.code} {message}",
             )
 
         await sasl.with_token(source, attempt)

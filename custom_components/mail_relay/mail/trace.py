@@ -7,7 +7,8 @@ they go over the connection (decrypted). Hosts use it to show the conversation
 (``mail-relay check --verbose``) or to count bytes (tests, benchmarks).
 
 Credentials never reach it: each client masks them where it builds the line
-that carries them, so no caller can see a password. POP3 does its I/O in the
+that carries them, so no caller can see a password, an OAuth2 token or the
+base64 SASL string that carries one (``AUTHENTICATE XOAUTH2 ****``). POP3 does its I/O in the
 executor, so its trace runs in a worker thread; keep the callback quick and
 thread-safe.
 """

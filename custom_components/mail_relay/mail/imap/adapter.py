@@ -12,7 +12,10 @@ attributes of the protocol the connection drives (``pending_sync_command``,
 
 aioimaplib is only the base; the parts that matter for a watcher that must
 never hang or lose mail are ours: STARTTLS (aioimaplib has none), LOGIN
-without the password ever entering a log or an exception text, timeouts on
+without the password ever entering a log or an exception text, OAuth2's
+AUTHENTICATE (XOAUTH2, OAUTHBEARER) answering a refused token's challenge at
+once (aioimaplib's ``xoauth2()`` waits out its timeout there and logs the
+token's base64 form), timeouts on
 every wait, pending commands failed at once when the connection drops
 (aioimaplib would leave them waiting forever after a BYE), bounds on what a
 server may make us hold (``MAX_ANSWER_BYTES``, ``MAX_LINE_BYTES``), and a
@@ -44,6 +47,7 @@ from ..errors import (
     ProtocolError,
     StartTlsUnavailableError,
     TlsError,
+    TokenExpiredError,
 )
 from ..models import Security, ServerSettings
 from ..oauth import TokenSource, sasl
@@ -68,6 +72,8 @@ _CHANGE = re.compile(rb"\*?\s*(\d+\s+(EXISTS|RECENT|EXPUNGE|FETCH)\b|VANISHED\b)
 _BYE = re.compile(rb"\*?\s*BYE\b", re.IGNORECASE)
 _GREETING = re.compile(rb"\*\s+(OK|PREAUTH)\b", re.IGNORECASE)
 _GREETING_BYE = re.compile(rb"\*\s+BYE\b", re.IGNORECASE)
+# Exchange ends a session whose token expired this way.
+_TOKEN_EXPIRED = re.compile(rb"\*\s+BYE\b.*AccessTokenExpired", re.IGNORECASE)
 _CRLF = b"\r\n"
 _MIB = 1024 * 1024
 
@@ -192,6 +198,9 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
             if not _GREETING.match(line):
                 self.refuse(ProtocolError(f"not an IMAP server: {_text(line)[:80]}"))
                 return None
+        if self.refused is None and _TOKEN_EXPIRED.match(line):
+            # Every waiting command, and IDLE, get this instead of "lost".
+            self.refused = TokenExpiredError(f"the server said {_text(line)[:200]}")
         challenge = self.sasl_challenge
         if line.startswith(b"+") and challenge is not None and not challenge.done():
             challenge.set_result(line[1:].strip())
@@ -441,7 +450,7 @@ class ImapConnection:
         if reason is None and response.result == "OK":
             await self._logged_in(proto, response)
             return
-        text = _last_text(response)
+        text = sasl.scrub(_last_text(response), mechanism, settings.username, token)
         if reason is None:
             source = settings.token_source
             reason = sasl.reason_for(text, source.expires_at if source else None)
@@ -571,7 +580,16 @@ class ImapConnection:
         proto = self._require()
         with self._errors(command.name):
             async with asyncio.timeout(deadline or self.timeout * 4):
-                return await proto.execute(command)
+                response: Response = await proto.execute(command)
+        if response.result != "OK":
+            text = _last_text(response)
+            if _NOT_CONNECTED.search(text):
+                # Exchange took the token but will not serve this mailbox (another
+                # account, IMAP off, a missing scope): sign-in, not network.
+                if self.settings.token_source is not None:
+                    raise OAuthTokenRefused("account", text)
+                raise AuthError(text)
+        return response
 
     def _command(self, name: str, *args: str, **kwargs: str) -> Command:
         proto = self._require()
@@ -588,14 +606,7 @@ class ImapConnection:
     async def _ok(self, command: Command) -> Response:
         response = await self._execute(command)
         if response.result != "OK":
-            text = _last_text(response)
-            if _NOT_CONNECTED.search(text):
-                # Exchange took the token but will not serve this mailbox (another
-                # account, IMAP off, a missing scope): sign-in, not network.
-                if self.settings.token_source is not None:
-                    raise OAuthTokenRefused("account", text)
-                raise AuthError(text)
-            raise ProtocolError(f"{command.name}: {text}")
+            raise ProtocolError(f"{command.name}: {_last_text(response)}")
         return response
 
     async def _uid_fetch(

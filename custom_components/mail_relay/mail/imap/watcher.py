@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from ..errors import (
     ConnectError,
     MailError,
+    TokenExpiredError,
 )
 from ..message import MailEvent
 from ..models import ServerSettings
@@ -30,6 +32,9 @@ _LOGGER = logging.getLogger(__name__)
 
 # Message-IDs remembered for a renumbered folder: more than one burst's worth.
 RECENT_IDS_KEPT = 200
+# An OAuth2 session is renewed this long before its token expires (Exchange
+# ends it at expiry with "* BYE ... AccessTokenExpired").
+TOKEN_RENEW_MARGIN = 120.0
 
 
 # -- state shared with the host ----------------------------------------------
@@ -263,8 +268,13 @@ class ImapWatcher:
         certificate) propagate: only the user can fix them.
         """
         failures = 0
+        renew = False  # sign in with a fresh token next
+        expired_again = False  # the last session also ended with its token
         while True:
             try:
+                if renew:
+                    renew = False
+                    await self._renew_token()
                 client = self._client
                 if client is None or not client.connected:
                     await self.connect_once()
@@ -272,9 +282,17 @@ class ImapWatcher:
                     assert client is not None
                 await self.sync(client)
                 failures = 0
-                await self._watch(client)
+                expired_again = False
+                renew = await self._watch(client)
             except Exception as err:
                 await self._drop()
+                if isinstance(err, TokenExpiredError) and not expired_again:
+                    # Not a failure: sign in again now, with a fresh token
+                    # (a server that keeps doing it gets the usual backoff).
+                    _LOGGER.debug("%s ended the session: %s", self.settings.host, err)
+                    self._set_status(connected=False, idle=False)
+                    renew = expired_again = True
+                    continue
                 if isinstance(err, MailError) and err.fatal:
                     self._set_status(connected=False, idle=False, last_error=str(err))
                     raise
@@ -293,16 +311,51 @@ class ImapWatcher:
                 _LOGGER.debug("Reconnecting to %s in %.1f s", self.settings.host, delay)
                 await asyncio.sleep(delay)
 
-    async def _watch(self, client: ImapClient) -> None:
+    async def _watch(self, client: ImapClient) -> bool:
+        """Wait for changes and sync; return True when the token needs renewing.
+
+        An OAuth2 session ends ``TOKEN_RENEW_MARGIN`` before its token
+        expires; ``run()`` then signs in again with a fresh token and syncs
+        from the mark, so nothing is missed or reported twice.
+        """
         use_idle = self._options.push and "IDLE" in client.capabilities
+        renew_at = self._renew_at()
         while True:
+            wait = self._options.idle_renew if use_idle else self._options.poll_interval
+            if renew_at is not None:
+                left = renew_at - time.time()
+                if left <= 0:
+                    await self._drop()
+                    return True
+                wait = min(wait, left)
             if use_idle:
-                await client.idle_wait(self._options.idle_renew)
+                await client.idle_wait(wait)
             else:
-                if await client.wait_closed(self._options.poll_interval):
+                if await client.wait_closed(wait):
                     raise ConnectError("the server closed the connection")
                 await client.noop()
             await self.sync(client)
+
+    def _renew_at(self) -> float | None:
+        """When this session should be renewed (None: not OAuth, or no expiry).
+
+        A token that already expires within the margin (a provider with very
+        short tokens) is not renewed early: its session runs until the server
+        ends it.
+        """
+        source = self.settings.token_source
+        expires_at = source.expires_at if source is not None else None
+        if expires_at is None:
+            return None
+        renew_at = expires_at - TOKEN_RENEW_MARGIN
+        return renew_at if renew_at > time.time() else None
+
+    async def _renew_token(self) -> None:
+        """Get a fresh token for the next sign-in (the old one is about to die)."""
+        source = self.settings.token_source
+        if source is not None:
+            _LOGGER.debug("Renewing the OAuth2 session with %s", self.settings.host)
+            await source.access_token(force_refresh=True)
 
     async def sync(self, client: ImapClient) -> None:
         """Report every message above the mark, then refresh the unread count.

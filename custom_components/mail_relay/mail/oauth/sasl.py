@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from ..errors import OAuthReason, OAuthTokenRefused
+from ..trace import MASK
 from . import TokenSource
 
 XOAUTH2: Final = "XOAUTH2"
@@ -37,6 +38,13 @@ def initial_response(mechanism: str, user: str, token: str) -> str:
     else:
         text = f"user={user}\x01auth=Bearer {token}\x01\x01"
     return base64.b64encode(text.encode()).decode()
+
+
+def scrub(text: str, mechanism: str, user: str, token: str) -> str:
+    """Mask the token and its SASL string in a server's text (an echo of it)."""
+    for secret in (initial_response(mechanism, user, token), token):
+        text = text.replace(secret, MASK)
+    return text
 
 
 def refusal_reason(challenge: str | bytes, expires_at: float | None) -> OAuthReason:
