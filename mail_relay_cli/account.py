@@ -21,6 +21,8 @@ from custom_components.mail_relay.mail.models import (
     Security,
     ServerSettings,
 )
+from custom_components.mail_relay.mail.oauth import TokenSource
+from custom_components.mail_relay.mail.oauth.endpoints import OAuthProvider
 from custom_components.mail_relay.mail.options import (
     EventOptions,
     ImapWatchOptions,
@@ -66,6 +68,8 @@ class Account:
     entry_id: str | None = None
     note: str | None = None  # something detection wants the user to know
     detect_seconds: float | None = None
+    oauth: OAuthProvider | None = None  # where to sign in, if detection knows
+    sign_in: TokenSource | None = None  # the OAuth2 tokens, once signed in
 
     def found_in(self) -> str:
         """Say where the settings came from."""
@@ -241,6 +245,7 @@ async def resolve_servers(
         provider=provider,
         note=note,
         detect_seconds=elapsed,
+        oauth=found.oauth,
     )
 
 

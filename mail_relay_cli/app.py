@@ -13,6 +13,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import aiohttp
+
 from custom_components.mail_relay.mail.models import Security
 from custom_components.mail_relay.mail.options import (
     EventOptions,
@@ -22,6 +24,7 @@ from custom_components.mail_relay.mail.options import (
 
 from .check import cmd_check
 from .errors import CliError, Exit, usage_error
+from .oauth import add_arguments as add_oauth_arguments
 from .output import say
 from .passwords import PASSWORD_ENV
 from .send import cmd_send
@@ -154,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--html", metavar="FILE", help="HTML body from a file")
     send.add_argument("--attach", action="append", metavar="FILE")
     send.add_argument("--sender-name")
+    for command in (check, watch, send):
+        add_oauth_arguments(command)
     return parser
 
 
@@ -210,6 +215,13 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
 }
 
 
+async def run(args: argparse.Namespace) -> int:
+    """Run the command with one HTTP session for the sign-in's requests."""
+    async with aiohttp.ClientSession() as http:
+        args.http = http
+        return await COMMANDS[args.command](args)
+
+
 def fail(error: CliError) -> NoReturn:
     """Print the message and leave with its code."""
     say(f"mail-relay: error: {error}")
@@ -227,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["SSL_CERT_FILE"] = str(Path(args.ca_file).resolve())
     setup_logging(verbose=args.verbose)
     try:
-        return asyncio.run(COMMANDS[args.command](args), loop_factory=CliEventLoop)
+        return asyncio.run(run(args), loop_factory=CliEventLoop)
     except CliError as err:
         fail(err)
     except KeyboardInterrupt:

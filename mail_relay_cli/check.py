@@ -15,8 +15,9 @@ from custom_components.mail_relay.mail.probe import imap_login, pop3_login, smtp
 
 from .account import SECURITY_LABELS, Account, resolve_servers, warn_insecure
 from .errors import CliError, Exit, explain
+from .oauth import add_credentials
 from .output import say
-from .passwords import PasswordSource, add_password
+from .passwords import PasswordSource
 from .wire import tracer
 
 IMAP_NOTABLE = ("IDLE", "MOVE", "UIDPLUS", "CONDSTORE", "LITERAL+", "SPECIAL-USE")
@@ -151,13 +152,15 @@ async def cmd_check(args: argparse.Namespace) -> int:
     )
     sys.stdout.flush()
     warn_insecure(account)
-    if account.provider is not None and account.provider.oauth_only:
+    if account.provider is not None and account.provider.oauth_only and not args.oauth:
         say(
             f"note: {account.provider.name} refuses passwords: sign in with"
             " --oauth (and --client-id, your app's id)."
         )
-    account = await add_password(account, PasswordSource(args.password_fd))
+    account = await add_credentials(account, args, PasswordSource(args.password_fd))
     assert account.incoming is not None
+    if account.sign_in is not None and account.oauth is not None:
+        print(f"Sign-in: OAuth2 with {account.oauth.name}")
 
     failures: list[CliError] = []
     idle = False

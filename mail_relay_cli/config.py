@@ -18,8 +18,10 @@ from custom_components.mail_relay.mail.options import (
 
 from .account import Account, resolve_servers, warn_insecure
 from .errors import usage_error
+from .oauth import CONFIG_KEYS as OAUTH_KEYS
+from .oauth import add_credentials
 from .output import say
-from .passwords import PasswordSource, add_password
+from .passwords import PasswordSource
 from .state import default_state_path
 
 MIN_POLL_INTERVAL = 1.0
@@ -33,7 +35,7 @@ CONFIG_KEYS = frozenset(
         "poll_interval", "retention", "retention_days", "text_limit",
         "include_headers", "mark_seen",
     }
-)  # fmt: skip
+) | OAUTH_KEYS  # fmt: skip
 
 
 def load_config(path: Path) -> dict[str, Any]:
@@ -134,5 +136,5 @@ async def watch_accounts(args: argparse.Namespace) -> tuple[list[Account], Path]
             say(account.note)
         warn_insecure(account)
         account = _options(account, args, spec if args.config else {})
-        accounts.append(await add_password(account, passwords, spec))
+        accounts.append(await add_credentials(account, args, passwords, spec))
     return accounts, Path(state_path) if state_path else default_state_path()

@@ -14,8 +14,9 @@ from custom_components.mail_relay.mail.smtp import SmtpSender
 
 from .account import resolve_servers, warn_insecure
 from .errors import Exit, explain, usage_error
+from .oauth import add_credentials
 from .output import say
-from .passwords import PasswordSource, add_password
+from .passwords import PasswordSource
 from .wire import tracer
 
 
@@ -55,8 +56,8 @@ async def cmd_send(args: argparse.Namespace) -> int:
         say(f"Settings from {account.found_in()}")
     warn_insecure(account)
     if account.smtp.username:
-        account = await add_password(
-            replace(account, incoming=None), PasswordSource(args.password_fd)
+        account = await add_credentials(
+            replace(account, incoming=None), args, PasswordSource(args.password_fd)
         )
     assert account.smtp is not None
     mail = OutgoingMail(

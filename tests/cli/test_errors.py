@@ -22,6 +22,7 @@ CODES = {
     "OAuthTokenRefused": Exit.SIGN_IN,
     "TokenRefreshRefused": Exit.SIGN_IN,
     "TokenServiceUnavailable": Exit.CONNECTION,
+    "TokenExpiredError": Exit.CONNECTION,
     "AuthError": Exit.AUTH,
     # OAuth2 (issue 16): as their base classes until the CLI gives them their own.
     "OAuthTokenRefused": Exit.AUTH,

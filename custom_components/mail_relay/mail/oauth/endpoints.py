@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from .http import OAuthHttp, SignInError, require_https
+from .http import OAuthHttp, SignInError, require_https, unavailable
 
 MICROSOFT_LOGIN = "https://login.microsoftonline.com"
 # One token serves IMAP, POP3 and SMTP; Graph scopes would change its audience.
@@ -141,14 +141,17 @@ async def discover(
 ) -> OAuthProvider:
     """Read an issuer's metadata (OpenID Connect discovery / RFC 8414).
 
-    Raises ``TokenServiceUnavailable`` when the issuer cannot be reached and
-    ``SignInError`` (reason ``config``) when its metadata is unusable (not JSON, another
-    issuer, an endpoint missing or not HTTPS).
+    Raises ``TokenServiceUnavailable`` when the issuer cannot be reached (or
+    answers 429/5xx) and ``SignInError`` (reason ``config``) when its metadata
+    is unusable (not JSON, another issuer, an endpoint missing or not HTTPS).
     """
     issuer = issuer.rstrip("/")
     require_https(issuer)
     client = OAuthHttp(session, timeout=http_timeout)
-    status, meta = await client.get_json(f"{issuer}/.well-known/openid-configuration")
+    url = f"{issuer}/.well-known/openid-configuration"
+    status, meta = await client.get_json(url)
+    if status == 429 or status >= 500:
+        raise unavailable(url, status, meta)
     if status != 200:
         raise SignInError("config", f"{issuer} has no OpenID configuration ({status})")
     if str(meta.get("issuer", "")).rstrip("/") != issuer:

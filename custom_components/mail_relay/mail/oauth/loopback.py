@@ -112,9 +112,11 @@ class LoopbackRedirect:
         """Start listening; ``redirect_uri`` is then set."""
         app = web.Application(client_max_size=16 * 1024)
         app.router.add_get("/", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=0.1
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, shutdown_timeout=0.1)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         port = self._runner.addresses[0][1]
         self.redirect_uri = f"http://127.0.0.1:{port}/"

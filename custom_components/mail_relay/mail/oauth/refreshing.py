@@ -12,7 +12,6 @@ own OAuth2 session does the same job there.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -53,7 +52,6 @@ class RefreshingTokenSource:
         self._margin = margin
         self._timeout = http_timeout
         self._lock = asyncio.Lock()
-        self.refreshes = 0
 
     @property
     def tokens(self) -> TokenSet:
@@ -87,12 +85,5 @@ class RefreshingTokenSource:
             http_timeout=self._timeout,
         )
         self._tokens = fresh
-        self.refreshes += 1
         if self._on_update is not None:
             await self._on_update(fresh)
-
-    def seconds_left(self) -> float | None:
-        """How long the current token lasts; None when unknown."""
-        if self._tokens.expires_at is None:
-            return None
-        return self._tokens.expires_at - time.time()
