@@ -24,11 +24,6 @@ CODES = {
     "TokenServiceUnavailable": Exit.CONNECTION,
     "TokenExpiredError": Exit.CONNECTION,
     "AuthError": Exit.AUTH,
-    # OAuth2 (issue 16): as their base classes until the CLI gives them their own.
-    "OAuthTokenRefused": Exit.AUTH,
-    "TokenRefreshRefused": Exit.AUTH,
-    "TokenServiceUnavailable": Exit.CONNECTION,
-    "TokenExpiredError": Exit.CONNECTION,
     "StartTlsUnavailableError": Exit.STARTTLS,
     "CertificateError": Exit.TLS,
     "TlsError": Exit.TLS,
