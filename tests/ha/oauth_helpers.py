@@ -105,16 +105,26 @@ async def follow_sign_in(
 
 @asynccontextmanager
 async def served_servers(
-    monkeypatch: pytest.MonkeyPatch, dovecot: DovecotServer, smtp: SmtpServer
+    monkeypatch: pytest.MonkeyPatch,
+    dovecot: DovecotServer | None = None,
+    smtp: SmtpServer | None = None,
+    *,
+    mx: dict[str, str] | None = None,
 ) -> AsyncIterator[None]:
-    """Autodetection finds the test domain's servers on 127.0.0.1."""
-    async with ConfigHttpServer() as http, DnsTestServer() as dns:
-        http.files[f"/autoconfig/{TEST_DOMAIN}/mail/config-v1.1.xml"] = config_xml(
-            domain=TEST_DOMAIN,
-            imap=("127.0.0.1", dovecot.imaps_port, "SSL"),
-            pop3=("127.0.0.1", dovecot.pop3s_port, "SSL"),
-            smtp=("127.0.0.1", smtp.starttls_port, "STARTTLS"),
-        )
+    """Autodetection finds the test domain's servers on 127.0.0.1.
+
+    ``mx``: domain -> MX host answered by the local DNS server.
+    """
+    records = {(domain, "MX"): [(10, host)] for domain, host in (mx or {}).items()}
+    async with ConfigHttpServer() as http, DnsTestServer(records=records) as dns:
+        if dovecot is not None and smtp is not None:
+            xml = config_xml(
+                domain=TEST_DOMAIN,
+                imap=("127.0.0.1", dovecot.imaps_port, "SSL"),
+                pop3=("127.0.0.1", dovecot.pop3s_port, "SSL"),
+                smtp=("127.0.0.1", smtp.starttls_port, "STARTTLS"),
+            )
+            http.files[f"/autoconfig/{TEST_DOMAIN}/mail/config-v1.1.xml"] = xml
         settings = AutoconfigSettings(
             autoconfig_url=http.base + "/autoconfig/{domain}/mail/config-v1.1.xml",
             well_known_url=http.base + "/wk/{domain}",

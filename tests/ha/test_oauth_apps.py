@@ -20,6 +20,7 @@ from homeassistant.setup import async_setup_component
 
 from custom_components.mail_relay import config_flow
 from custom_components.mail_relay.const import CONF_EMAIL, CONF_PROTOCOL, DOMAIN
+from tests.ha.oauth_helpers import served_servers
 
 MICROSOFT_APP = "8f2c1a9e-0d4b-4c55-9e1f-3b7a6c2d9e01"
 GOOGLE_APP = "1234567890-abcdef.apps.googleusercontent.com"
@@ -85,6 +86,41 @@ async def test_microsoft_sign_in_uses_the_tenant_and_the_mail_scopes(
     assert query["login_hint"] == "jean@outlook.com"
     assert query["redirect_uri"] == "https://example.com/auth/external/callback"
     assert "client_secret" not in query
+
+
+@pytest.mark.usefixtures("apps", "current_request_with_host")
+async def test_microsoft_365_found_by_its_mx_signs_in_with_microsoft(
+    hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A company's own domain hosted by Microsoft 365: found by its MX host,
+    # then Microsoft's sign-in, even though a password was typed.
+    mx = {"contoso-mail.fr": "contoso-mail-fr.mail.protection.outlook.com"}
+    async with served_servers(monkeypatch, mx=mx):
+        result = await hass.config_entries.flow.async_init(
+            DOMAIN, context={"source": config_entries.SOURCE_USER}
+        )
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"],
+            {
+                CONF_EMAIL: "jean@contoso-mail.fr",
+                "password": "refused anyway",
+                CONF_PROTOCOL: "imap",
+            },
+        )
+        assert result["step_id"] == "confirm", result
+        assert "outlook.office365.com" in result["description_placeholders"]["incoming"]
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {config_flow.CONF_EDIT: False}
+        )
+    assert result["step_id"] == "sign_in"
+    assert result["description_placeholders"]["provider"] == "Microsoft"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"method": "browser", "oauth_tenant": "common"}
+    )
+    assert result["type"] is FlowResultType.EXTERNAL_STEP
+    assert result["url"].startswith(
+        "https://login.microsoftonline.com/common/oauth2/v2.0/authorize?"
+    )
 
 
 @pytest.mark.usefixtures("apps", "current_request_with_host")
