@@ -411,3 +411,40 @@ async def test_no_token_in_debug_logs_or_diagnostics(
     assert [s for s in secrets if any(s in line for line in ours)] == []
     assert [s for s in secrets if s in str(diagnostics)] == []
     assert not any("ha-client-secret" in line for line in ours)
+
+
+@pytest.mark.usefixtures("sign_in_bed")
+async def test_a_failing_sign_in_server_while_watching_retries_never_reauth(
+    hass: HomeAssistant,
+    hass_client_no_auth: ClientFactory,
+    oauth_server: OAuthServer,
+    oauth_dovecot: DovecotServer,
+    oauth_user: MailUser,
+) -> None:
+    oauth_server.access_token_lifetime = 21  # due for renewal after 1 s
+    entry = await _add_account(hass, hass_client_no_auth, oauth_user)
+    coordinator = entry.runtime_data.coordinator
+    await wait_for(hass, lambda: coordinator.connected)
+    await wait_for(
+        hass, lambda: time.time() > entry.data[CONF_TOKEN]["expires_at"] - 19
+    )
+    # The session ends while the sign-in service fails: no token to log in with.
+    oauth_server.token_failure = 503
+    asked = oauth_server.token_requests
+    await hass.async_add_executor_job(oauth_dovecot.restart)
+    await wait_for(hass, lambda: oauth_server.token_requests > asked, 15)
+    await wait_for(hass, lambda: "503" in (coordinator.last_error or ""), 15)
+    assert not coordinator.connected  # shown as a lost connection, with why
+    assert hass.config_entries.flow.async_progress_by_handler(DOMAIN) == []
+    assert entry.state is ConfigEntryState.LOADED
+    # The service is back: the watcher logs in again by itself, nothing lost.
+    oauth_server.token_failure = None
+    events = async_capture_events(hass, EVENT_NEW_MAIL)
+    await hass.async_add_executor_job(
+        oauth_dovecot.deliver, oauth_user, make_message("back", to=oauth_user.address)
+    )
+    await wait_for(hass, lambda: coordinator.connected, 60)
+    await wait_for(hass, lambda: len(events) == 1, 15)
+    assert events[0].data["subject"] == "back"
+    assert hass.config_entries.flow.async_progress_by_handler(DOMAIN) == []
+    await _unload(hass, entry)
