@@ -124,6 +124,12 @@ CONF_APP = "implementation"  # the sign-in form: which app, when several
 DEFAULT_TENANT = "common"
 # A login refused with a token just granted: the user signed in as another
 # account (or the account cannot use this protocol): config.abort.sign_in_refused.
+# A sign-in that gave no tokens (mail/oauth/http.py's reasons) -> config.abort.
+_SIGN_IN_ABORTS = {
+    "denied": "sign_in_denied",
+    "expired": "sign_in_expired",
+    "client": "oauth_unauthorized",
+}
 _REFUSED_SIGN_IN = frozenset({"invalid_auth", "oauth_required", "oauth_token_refused"})
 SECTION_TLS = "tls"  # the servers form's section holding CONF_VERIFY_SSL
 LOGIN_TIMEOUT = 15.0  # seconds per network step of the login test
@@ -707,10 +713,7 @@ class MailRelayConfigFlow(
         try:
             providers = [await impl.async_provider() for impl in candidates]
         except MailError as err:
-            return self.async_abort(
-                reason="oauth_unavailable",
-                description_placeholders={"error": str(err)},
-            )
+            return self._sign_in_failed(err)
         microsoft = providers[0].name == "microsoft"
         device = any(p.device_code_url for p in providers)
         schema: dict[Any, Any] = {}
@@ -812,10 +815,7 @@ class MailRelayConfigFlow(
                     OAuthClient(impl.client_id, impl.client_secret or None),
                 )
             except MailError as err:
-                return self.async_abort(
-                    reason="oauth_unavailable",
-                    description_placeholders={"error": str(err)},
-                )
+                return self._sign_in_failed(err)
             self._device_task = self.hass.async_create_task(
                 self._async_wait_device(self._device)
             )
@@ -851,10 +851,13 @@ class MailRelayConfigFlow(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Abort: the code was refused, ran out, or the server failed."""
-        err = self._sign_in_error
-        reason = {"denied": "sign_in_denied", "expired": "sign_in_expired"}.get(
-            err.reason if err else "", "oauth_unavailable"
-        )
+        return self._sign_in_failed(self._sign_in_error)
+
+    def _sign_in_failed(self, err: MailError | None) -> ConfigFlowResult:
+        """Abort with what the user can do: start again, fix the app, or wait."""
+        reason = "oauth_unavailable"  # unreachable, failing, unusable metadata
+        if isinstance(err, SignInError):
+            reason = _SIGN_IN_ABORTS.get(err.reason, reason)
         return self.async_abort(
             reason=reason, description_placeholders={"error": str(err or "")}
         )

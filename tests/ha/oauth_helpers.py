@@ -140,6 +140,8 @@ async def served_servers(
         yield
 
 
-async def approve_when_shown(server: OAuthServer, code: str, address: str) -> None:
-    """Approve a device code, as the user does on another device."""
-    await asyncio.to_thread(server.approve_device, code, address)
+async def approve_when_shown(
+    server: OAuthServer, code: str, address: str, *, approve: bool = True
+) -> None:
+    """Approve (or deny) a device code, as the user does on another device."""
+    await asyncio.to_thread(server.approve_device, code, address, approve=approve)

@@ -448,3 +448,22 @@ async def test_a_failing_sign_in_server_while_watching_retries_never_reauth(
     assert events[0].data["subject"] == "back"
     assert hass.config_entries.flow.async_progress_by_handler(DOMAIN) == []
     await _unload(hass, entry)
+
+
+@pytest.mark.usefixtures("sign_in_bed")
+async def test_a_denied_device_code_aborts_clearly(
+    hass: HomeAssistant, oauth_server: OAuthServer, oauth_user: MailUser
+) -> None:
+    result = await _sign_in_form(hass, oauth_user.address)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"method": "device"}
+    )
+    code = result["description_placeholders"]["code"]
+    await approve_when_shown(oauth_server, code, oauth_user.address, approve=False)
+    flow_id = result["flow_id"]
+    flows = hass.config_entries.flow
+    await wait_for(hass, lambda: flows.async_get(flow_id)["step_id"] == "device_failed")
+    result = await flows.async_configure(flow_id)
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "sign_in_denied"
+    assert hass.config_entries.async_entries(DOMAIN) == []
