@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -166,3 +167,17 @@ async def test_an_unreachable_server_is_unavailable_not_refused(
     assert entry.data[CONF_TOKEN]["refresh_token"] == token["refresh_token"]
     # Back up: the same grant refreshes.
     assert await source.access_token() != token["access_token"]
+
+
+async def test_an_account_whose_app_was_removed_asks_to_sign_in_again(
+    hass: HomeAssistant, oauth_server: OAuthServer, provider: str
+) -> None:
+    # The application credential (or the YAML provider) it signed in with is
+    # gone: signing in again is the way to pick another one.
+    token = _token(oauth_server, "ana@mailrelay.test", expired=False)
+    entry = _entry(hass, "a_removed_app", token)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert [f["context"]["source"] for f in flows] == ["reauth"]
