@@ -5,19 +5,35 @@ from __future__ import annotations
 import voluptuous as vol
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
 from homeassistant.core import Event, HomeAssistant
+from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.typing import ConfigType
 
 from .compat import async_reload_on_options_change
-from .const import CONF_EMAIL, CONF_ISPDB_URL, CONF_PROTOCOL, DATA_ISPDB_URL, DOMAIN
+from .const import (
+    CONF_EMAIL,
+    CONF_ISPDB_URL,
+    CONF_OAUTH_PROVIDERS,
+    CONF_PROTOCOL,
+    DATA_DECLARED,
+    DATA_ISPDB_URL,
+    DOMAIN,
+)
 from .coordinator import create_coordinator
 from .data import MailRelayConfigEntry, MailRelayData
 from .health import forget_health
 from .mail.models import Protocol
 from .mail.smtp import SmtpSender
+from .oauth import (
+    DECLARED_SCHEMA,
+    async_entry_implementation,
+    async_register_declared,
+    is_oauth_entry,
+)
 from .saving import async_setup_save_action
 from .services import async_setup_services
-from .settings import account_name, smtp_settings
+from .settings import account_name, incoming_settings, smtp_settings
+from .token_source import EntryTokenSource
 
 # notify.py adds no entity for an account without SMTP.
 PLATFORMS: list[Platform] = [
@@ -31,7 +47,13 @@ PLATFORMS: list[Platform] = [
 CONFIG_SCHEMA = vol.Schema(
     {
         vol.Optional(DOMAIN): vol.Any(
-            None, vol.Schema({vol.Optional(CONF_ISPDB_URL): cv.url})
+            None,
+            vol.Schema(
+                {
+                    vol.Optional(CONF_ISPDB_URL): cv.url,
+                    vol.Optional(CONF_OAUTH_PROVIDERS): [DECLARED_SCHEMA],
+                }
+            ),
         )
     },
     extra=vol.ALLOW_EXTRA,
@@ -40,9 +62,14 @@ CONFIG_SCHEMA = vol.Schema(
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Register the actions once, whatever the number of accounts."""
-    if ispdb_url := (config.get(DOMAIN) or {}).get(CONF_ISPDB_URL):
+    conf = config.get(DOMAIN) or {}
+    if ispdb_url := conf.get(CONF_ISPDB_URL):
         # Like Thunderbird's mailnews.auto_config_url: an organisation's ISPDB.
         hass.data[DATA_ISPDB_URL] = ispdb_url
+    # Self-hosted authorization servers (Keycloak before Dovecot, say).
+    hass.data[DATA_DECLARED] = async_register_declared(
+        hass, conf.get(CONF_OAUTH_PROVIDERS) or []
+    )
     async_setup_services(hass)
     async_setup_save_action(hass)
     return True
@@ -67,8 +94,11 @@ async def async_migrate_entry(hass: HomeAssistant, entry: MailRelayConfigEntry) 
 
 async def async_setup_entry(hass: HomeAssistant, entry: MailRelayConfigEntry) -> bool:
     """Set up one mail account: connect, then add its entities."""
-    smtp = smtp_settings(entry.data)
-    coordinator = create_coordinator(hass, entry)
+    token_source = await _async_token_source(hass, entry)
+    smtp = smtp_settings(entry.data, token_source)
+    coordinator = create_coordinator(
+        hass, entry, incoming_settings(entry.data, token_source)
+    )
     entry.runtime_data = MailRelayData(
         email=entry.data[CONF_EMAIL],
         protocol=coordinator.protocol,
@@ -93,6 +123,23 @@ async def async_setup_entry(hass: HomeAssistant, entry: MailRelayConfigEntry) ->
     async_reload_on_options_change(entry)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
+
+
+async def _async_token_source(
+    hass: HomeAssistant, entry: MailRelayConfigEntry
+) -> EntryTokenSource | None:
+    """Return an OAuth2 entry's token source; None for a password entry."""
+    if not is_oauth_entry(entry.data):
+        return None
+    try:
+        implementation = await async_entry_implementation(hass, entry)
+    except ValueError as err:
+        # The application credential or the declared provider is gone: signing
+        # in again lets the user add it back.
+        raise ConfigEntryAuthFailed(
+            translation_domain=DOMAIN, translation_key="oauth_app_missing"
+        ) from err
+    return EntryTokenSource(hass, entry, implementation)
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: MailRelayConfigEntry) -> bool:

@@ -4,23 +4,33 @@ Steps: ``user`` (address, password, IMAP or POP3) -> presets/autodetection ->
 ``confirm`` (what was found and where from) or ``manual`` -> ``insecure`` when a
 server would see the password in clear text -> connection test -> entry. Also
 options (folder, push, polling, POP3 retention...), reauth and reconfigure.
+
+Without a password, where the provider offers it (Microsoft, Google, a server
+declared in configuration.yaml), the user signs in instead: ``sign_in``
+(method, Microsoft's tenant) -> Home Assistant's OAuth2 external step
+(``auth`` -> ``creation``) or the device code (``device``, a progress step
+while polling) -> a login with the token as the typed address -> entry.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 import voluptuous as vol
 from homeassistant.config_entries import (
+    SOURCE_REAUTH,
+    SOURCE_RECONFIGURE,
     ConfigEntry,
-    ConfigFlow,
+    ConfigEntryState,
     ConfigFlowResult,
 )
 from homeassistant.const import CONF_PASSWORD
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.data_entry_flow import section
+from homeassistant.helpers import config_entry_oauth2_flow
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
     NumberSelector,
@@ -42,6 +52,7 @@ from .const import (
     CONF_ATTACHMENTS_ENABLED,
     CONF_ATTACHMENTS_MAX_SIZE_MB,
     CONF_ATTACHMENTS_TYPES,
+    CONF_AUTH_IMPLEMENTATION,
     CONF_CATCHUP_HOURS,
     CONF_EMAIL,
     CONF_FOLDER,
@@ -51,6 +62,8 @@ from .const import (
     CONF_INCOMING_SECURITY,
     CONF_INCOMING_USERNAME,
     CONF_MARK_SEEN,
+    CONF_OAUTH_METHOD,
+    CONF_OAUTH_TENANT,
     CONF_POLL_INTERVAL,
     CONF_PROTOCOL,
     CONF_PROVIDER,
@@ -66,7 +79,9 @@ from .const import (
     CONF_SMTP_USERNAME,
     CONF_SOURCE,
     CONF_TEXT_LIMIT,
+    CONF_TOKEN,
     CONF_VERIFY_SSL,
+    DATA_DECLARED,
     DATA_ISPDB_URL,
     DOMAIN,
 )
@@ -75,9 +90,28 @@ from .mail.autoconfig import AutoconfigSettings, DetectedSettings, Source, detec
 from .mail.bounds import MAX_ATTACHMENT_BYTES
 from .mail.errors import MailError
 from .mail.models import Protocol, Security, ServerSettings
+from .mail.oauth import StaticTokenSource, TokenSource
+from .mail.oauth.device import DeviceFlow, start_device_flow
+from .mail.oauth.http import SignInError
+from .mail.oauth.tokens import OAuthClient
 from .mail.options import MIN_POLL_INTERVAL, AttachmentSaveOptions, Pop3PollOptions
 from .mail.probe import list_folders, test_login
-from .mail.providers import Provider, find_provider, find_provider_by_id
+from .mail.providers import (
+    Provider,
+    email_domain,
+    find_provider,
+    find_provider_by_id,
+)
+from .oauth import (
+    DECLARED_PREFIX,
+    METHOD_BROWSER,
+    METHOD_DEVICE,
+    MailOAuth2Implementation,
+    async_entry_implementation,
+    async_implementations,
+    is_oauth_entry,
+    signed_in_as,
+)
 from .settings import (
     AccountOptions,
     account_name,
@@ -86,10 +120,23 @@ from .settings import (
     smtp_settings,
     usual_port,
 )
+from .token_source import EntryTokenSource, device_token
 
 _LOGGER = logging.getLogger(__name__)
 
 CONF_EDIT = "edit"
+CONF_METHOD = "method"  # the sign-in form: browser or device code
+CONF_APP = "implementation"  # the sign-in form: which app, when several
+DEFAULT_TENANT = "common"
+# A login refused with a token just granted: the user signed in as another
+# account (or the account cannot use this protocol): config.abort.sign_in_refused.
+# A sign-in that gave no tokens (mail/oauth/http.py's reasons) -> config.abort.
+_SIGN_IN_ABORTS = {
+    "denied": "sign_in_denied",
+    "expired": "sign_in_expired",
+    "client": "oauth_unauthorized",
+}
+_REFUSED_SIGN_IN = frozenset({"invalid_auth", "oauth_required", "oauth_token_refused"})
 SECTION_TLS = "tls"  # the servers form's section holding CONF_VERIFY_SSL
 LOGIN_TIMEOUT = 15.0  # seconds per network step of the login test
 RETENTIONS = ("keep", "delete", "days")
@@ -250,15 +297,33 @@ def _servers_from_detected(
     return data
 
 
-class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
-    """Add a mail account the way a good mail client's wizard does."""
+class MailRelayConfigFlow(
+    config_entry_oauth2_flow.AbstractOAuth2FlowHandler, domain=DOMAIN
+):
+    """Add a mail account the way a good mail client's wizard does.
 
+    Home Assistant's OAuth2 flow handler brings the external sign-in steps
+    (``auth``, ``creation``); the password steps are this class's own.
+    """
+
+    DOMAIN = DOMAIN
     VERSION = 1
     # 1.2: titles name the protocol (``async_migrate_entry`` renames older ones).
     MINOR_VERSION = 2
 
     def __init__(self) -> None:
         """Start with nothing known."""
+        super().__init__()
+        # OAuth2: chosen because no password was typed (or none is possible).
+        self._sign_in = False
+        self._token: dict[str, Any] | None = None
+        self._impl: MailOAuth2Implementation | None = None
+        self._impl_key: str | None = None  # reauth: the entry's app first
+        self._tenant = DEFAULT_TENANT
+        self._method = METHOD_BROWSER
+        self._device: DeviceFlow | None = None
+        self._device_task: asyncio.Task[dict[str, Any]] | None = None
+        self._sign_in_error: SignInError | None = None
         self._email = ""
         self._password = ""
         self._protocol = Protocol.IMAP
@@ -270,6 +335,16 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
         self._warnings: list[str] = []  # login test warnings (probe.py)
         self._return_step = "manual"
         self._tested_for: str | None = None
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The logger Home Assistant's OAuth2 steps write to."""
+        return _LOGGER
+
+    @property
+    def extra_authorize_data(self) -> dict[str, Any]:
+        """Ask the provider to sign in the typed address."""
+        return {"login_hint": self._email}
 
     # -- helpers -------------------------------------------------------
 
@@ -287,9 +362,14 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
         return f"{self._email}:{self._protocol.value}"
 
     def _entry_data(self) -> dict[str, Any]:
+        secret = (
+            self._oauth_data()
+            if self._token is not None
+            else {CONF_PASSWORD: self._password}
+        )
         return {
             CONF_EMAIL: self._email,
-            CONF_PASSWORD: self._password,
+            **secret,
             CONF_PROTOCOL: self._protocol.value,
             CONF_VERIFY_SSL: True,
             **self._servers,
@@ -297,15 +377,47 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
             CONF_SOURCE: self._source.value,
         }
 
+    def _oauth_data(self) -> dict[str, Any]:
+        """Return what an OAuth2 entry keeps instead of a password."""
+        assert self._impl is not None
+        assert self._token is not None
+        return {
+            CONF_AUTH_IMPLEMENTATION: self._impl.domain,
+            CONF_TOKEN: self._token,
+            CONF_OAUTH_TENANT: self._impl.tenant,
+            CONF_OAUTH_METHOD: self._method,
+        }
+
+    async def _token_source(self) -> TokenSource | None:
+        """Return the token to test with: one just granted, or the entry's."""
+        if self._token is not None:
+            return StaticTokenSource(
+                self._token["access_token"], self._token.get("expires_at")
+            )
+        if self.source == SOURCE_RECONFIGURE:
+            entry = self._get_reconfigure_entry()
+            if is_oauth_entry(entry.data):
+                implementation = await async_entry_implementation(self.hass, entry)
+                return EntryTokenSource(self.hass, entry, implementation)
+        return None
+
     async def _async_test(self) -> dict[str, str]:
         """Log in to the incoming and SMTP servers; return form errors."""
-        if self._provider is not None and self._provider.oauth_only:
+        try:
+            token_source = await self._token_source()
+        except ValueError:
+            return {"base": "oauth_app_missing"}
+        if (
+            token_source is None
+            and self._provider is not None
+            and self._provider.oauth_only
+        ):
             return {"base": "oauth_required"}
         data = self._entry_data()
         servers: list[tuple[ServerSettings, Protocol]] = [
-            (incoming_settings(data), self._protocol)
+            (incoming_settings(data, token_source), self._protocol)
         ]
-        if (smtp := smtp_settings(data)) is not None:
+        if (smtp := smtp_settings(data, token_source)) is not None:
             servers.append((smtp, Protocol.SMTP))
         self._warnings = []
         for settings, protocol in servers:
@@ -321,6 +433,17 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
                 return {"base": key}
         return {}
 
+    def _wants_sign_in(self) -> bool:
+        """Sign in when no password was typed, or the provider refuses them.
+
+        Known only once the servers are: Microsoft 365 is found by its MX.
+        """
+        if self.source == SOURCE_RECONFIGURE:
+            return False
+        if self._provider is not None and self._provider.oauth_only:
+            self._sign_in = True
+        return self._sign_in
+
     def _uses_clear_text(self) -> bool:
         securities = [self._servers[CONF_INCOMING_SECURITY]]
         if self._servers.get(CONF_SMTP_HOST):
@@ -331,6 +454,10 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
         """Confirm clear text if needed, test, then create or update the entry."""
         if self._uses_clear_text() and not self._insecure_confirmed:
             return await self.async_step_insecure()
+        if self._wants_sign_in():
+            if self._token is None:
+                return await self.async_step_sign_in()
+            return await self._async_check_sign_in()
         errors = await self._async_test()
         if errors:
             return await self._async_show_errors(errors)
@@ -351,8 +478,12 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
         return await self._async_finish()
 
     async def _async_finish(self) -> ConfigFlowResult:
-        """Create the entry, or update the one being reconfigured."""
-        if self.source == "reconfigure":
+        """Create the entry, or update the one being reconfigured or reauthed."""
+        if self.source == SOURCE_REAUTH:
+            return self.async_update_reload_and_abort(
+                self._get_reauth_entry(), data_updates=self._oauth_data()
+            )
+        if self.source == SOURCE_RECONFIGURE:
             entry = self._get_reconfigure_entry()
             data = {**entry.data, **self._servers, CONF_SOURCE: Source.MANUAL.value}
             return self.async_update_reload_and_abort(entry, data=data)
@@ -366,9 +497,9 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
 
     async def _async_show_errors(self, errors: dict[str, str]) -> ConfigFlowResult:
         """Show an error where the user can fix it."""
-        if self.source == "reconfigure":
+        if self.source == SOURCE_RECONFIGURE:
             return self._show_servers_form("reconfigure", errors)
-        if errors["base"] in ("invalid_auth", "oauth_required"):
+        if errors["base"] in ("invalid_auth", "oauth_required") and not self._sign_in:
             return self._show_user_form(errors)
         if self._return_step == "confirm":
             return await self._show_confirm_form(errors)
@@ -386,7 +517,8 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
                 vol.Required(CONF_EMAIL, default=self._email or vol.UNDEFINED): (
                     TextSelector(TextSelectorConfig(type=TextSelectorType.EMAIL))
                 ),
-                vol.Required(CONF_PASSWORD): TextSelector(
+                # Empty: sign in with the provider instead (OAuth2).
+                vol.Optional(CONF_PASSWORD): TextSelector(
                     TextSelectorConfig(type=TextSelectorType.PASSWORD)
                 ),
                 vol.Required(
@@ -415,7 +547,7 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
             return self._show_user_form()
         email = _normalise(user_input[CONF_EMAIL])
         self._email = email
-        self._password = user_input[CONF_PASSWORD]
+        self._password = user_input.get(CONF_PASSWORD) or ""
         self._protocol = Protocol(user_input[CONF_PROTOCOL])
         self._provider = find_provider(email)
         local, _, domain = email.partition("@")
@@ -423,8 +555,7 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
             return self._show_user_form({CONF_EMAIL: "invalid_email"})
         if self._account_id() in self._async_current_ids(include_ignore=False):
             return self.async_abort(reason="already_configured")
-        if self._provider is not None and self._provider.oauth_only:
-            return self._show_user_form({"base": "oauth_required"})
+        self._sign_in = not self._password
         if self._servers and self._tested_for == self._account_id():
             # Back here after a refused login: keep the servers, test again.
             return await self._async_test_and_finish()
@@ -536,7 +667,7 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Make the user say yes before a password travels in clear text."""
-        step = "reconfigure" if self.source == "reconfigure" else "manual"
+        step = "reconfigure" if self.source == SOURCE_RECONFIGURE else "manual"
         return self.async_show_menu(
             step_id="insecure",
             menu_options=["insecure_accept", step],
@@ -550,18 +681,223 @@ class MailRelayConfigFlow(ConfigFlow, domain=DOMAIN):
         self._insecure_confirmed = True
         return await self._async_test_and_finish()
 
+    # -- OAuth2 sign-in ------------------------------------------------
+
+    async def _candidates(self) -> list[MailOAuth2Implementation] | None:
+        """Return the apps that can sign this address in; None: no OAuth2 here.
+
+        A server declared in configuration.yaml for the address's domain wins;
+        else the provider's mark (Microsoft, Google) picks the application
+        credentials of that provider.
+        """
+        found = await async_implementations(self.hass)
+        declared = self.hass.data.get(DATA_DECLARED, {})
+        if (key := declared.get(email_domain(self._email))) is not None:
+            return [found[key]] if key in found else []
+        provider = self._provider
+        if provider is None or provider.oauth is None:
+            return None
+        name = provider.oauth.name
+        apps = [
+            impl
+            for key, impl in found.items()
+            if not key.startswith(DECLARED_PREFIX) and impl.provider_name == name
+        ]
+        # Reauth: the entry's own app first.
+        return sorted(apps, key=lambda impl: impl.domain != self._impl_key)
+
+    async def async_step_sign_in(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Choose how to sign in (browser or code, Microsoft's tenant, the app)."""
+        candidates = await self._candidates()
+        if candidates is None:
+            return self._show_user_form({CONF_PASSWORD: "password_required"})
+        if not candidates:
+            # Home Assistant's frontend offers to add the application credential.
+            return self.async_abort(reason="missing_credentials")
+        try:
+            providers = [await impl.async_provider() for impl in candidates]
+        except MailError as err:
+            return self._sign_in_failed(err)
+        microsoft = providers[0].name == "microsoft"
+        device = any(p.device_code_url for p in providers)
+        schema: dict[Any, Any] = {}
+        if device:
+            schema[vol.Required(CONF_METHOD, default=self._method)] = SelectSelector(
+                SelectSelectorConfig(
+                    options=[METHOD_BROWSER, METHOD_DEVICE],
+                    translation_key="sign_in_method",
+                    mode=SelectSelectorMode.LIST,
+                )
+            )
+        if microsoft:
+            schema[vol.Required(CONF_OAUTH_TENANT, default=self._tenant)] = str
+        if len(candidates) > 1:
+            schema[vol.Required(CONF_APP, default=candidates[0].domain)] = vol.In(
+                {impl.domain: impl.name for impl in candidates}
+            )
+        errors: dict[str, str] = {}
+        if user_input is None and schema:
+            return self._show_sign_in_form(schema, errors, candidates[0])
+        user_input = user_input or {}
+        chosen = next(
+            (i for i in candidates if i.domain == user_input.get(CONF_APP)),
+            candidates[0],
+        )
+        self._method = user_input.get(CONF_METHOD, METHOD_BROWSER)
+        self._tenant = str(user_input.get(CONF_OAUTH_TENANT) or DEFAULT_TENANT).strip()
+        try:
+            self._impl = chosen.for_account(
+                tenant=self._tenant if microsoft else None,
+                public=microsoft and self._method == METHOD_DEVICE,
+            )
+        except ValueError:
+            return self._show_sign_in_form(
+                schema, {CONF_OAUTH_TENANT: "invalid_tenant"}, chosen
+            )
+        self.flow_impl = self._impl
+        if self._method == METHOD_DEVICE:
+            return await self.async_step_device()
+        return await self.async_step_auth()
+
+    def _show_sign_in_form(
+        self,
+        schema: dict[Any, Any],
+        errors: dict[str, str],
+        app: MailOAuth2Implementation,
+    ) -> ConfigFlowResult:
+        # "Sign in to Microsoft", or to the declared server by its name.
+        who = {"microsoft": "Microsoft", "google": "Google"}.get(
+            app.provider_name or "", app.name
+        )
+        return self.async_show_form(
+            step_id="sign_in",
+            data_schema=vol.Schema(schema),
+            errors=errors,
+            description_placeholders={**self._placeholders(), "provider": who},
+        )
+
+    async def async_oauth_create_entry(self, data: dict[str, Any]) -> ConfigFlowResult:
+        """Home Assistant's sign-in gave tokens: check them by logging in."""
+        self._token = data[CONF_TOKEN]
+        return await self._async_check_sign_in()
+
+    async def _async_check_sign_in(self) -> ConfigFlowResult:
+        """Log in with the token as the typed address; another account aborts."""
+        assert self._token is not None
+        signed_in = signed_in_as(self._token)
+        if signed_in is not None and signed_in != self._email:
+            return self._wrong_account(signed_in)
+        errors = await self._async_test()
+        if errors.get("base") in _REFUSED_SIGN_IN:
+            return self.async_abort(
+                reason="sign_in_refused",
+                description_placeholders={"email": self._email},
+            )
+        if errors:
+            return await self._async_show_errors(errors)
+        if self._warnings:
+            return await self.async_step_server_quirk()
+        return await self._async_finish()
+
+    def _wrong_account(self, signed_in: str) -> ConfigFlowResult:
+        return self.async_abort(
+            reason="wrong_account",
+            description_placeholders={"email": self._email, "signed_in": signed_in},
+        )
+
+    async def async_step_device(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show the code to type at the provider while polling for the tokens."""
+        assert self._impl is not None
+        if self._device_task is None:
+            impl = self._impl
+            try:
+                self._device = await start_device_flow(
+                    async_get_clientsession(self.hass),
+                    await impl.async_provider(),
+                    OAuthClient(impl.client_id, impl.client_secret or None),
+                )
+            except MailError as err:
+                return self._sign_in_failed(err)
+            self._device_task = self.hass.async_create_task(
+                self._async_wait_device(self._device)
+            )
+        if not self._device_task.done():
+            assert self._device is not None
+            code = self._device.code
+            return self.async_show_progress(
+                step_id="device",
+                progress_action="wait_for_device",
+                description_placeholders={
+                    "url": code.verification_uri,
+                    "code": code.user_code,
+                },
+                progress_task=self._device_task,
+            )
+        try:
+            self._token = self._device_task.result()
+        except MailError as err:
+            self._sign_in_error = err if isinstance(err, SignInError) else None
+            return self.async_show_progress_done(next_step_id="device_failed")
+        return self.async_show_progress_done(next_step_id="device_done")
+
+    async def _async_wait_device(self, device: DeviceFlow) -> dict[str, Any]:
+        return device_token(await device.wait())
+
+    async def async_step_device_done(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Check the approved code's tokens by logging in."""
+        return await self._async_check_sign_in()
+
+    async def async_step_device_failed(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Abort: the code was refused, ran out, or the server failed."""
+        return self._sign_in_failed(self._sign_in_error)
+
+    def _sign_in_failed(self, err: MailError | None) -> ConfigFlowResult:
+        """Abort with what the user can do: start again, fix the app, or wait."""
+        reason = "oauth_unavailable"  # unreachable, failing, unusable metadata
+        if isinstance(err, SignInError):
+            reason = _SIGN_IN_ABORTS.get(err.reason, reason)
+        return self.async_abort(
+            reason=reason, description_placeholders={"error": str(err or "")}
+        )
+
     # -- reauth --------------------------------------------------------
 
     async def async_step_reauth(
         self, entry_data: Mapping[str, Any]
     ) -> ConfigFlowResult:
-        """Start over the password the server refused."""
+        """Start over the password (or the sign-in) the server refused."""
         self._load_entry(entry_data)
+        if is_oauth_entry(entry_data):
+            self._sign_in = True
+            self._impl_key = entry_data.get(CONF_AUTH_IMPLEMENTATION)
+            self._tenant = entry_data.get(CONF_OAUTH_TENANT) or DEFAULT_TENANT
+            self._method = entry_data.get(CONF_OAUTH_METHOD) or METHOD_BROWSER
+            return await self.async_step_reauth_sign_in()
         return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_sign_in(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Say the sign-in ended; then sign in again as the same address."""
+        if user_input is None:
+            return self.async_show_form(
+                step_id="reauth_sign_in",
+                data_schema=vol.Schema({}),
+                description_placeholders=self._placeholders(),
+            )
+        return await self.async_step_sign_in()
 
     def _load_entry(self, data: Mapping[str, Any]) -> None:
         self._email = data[CONF_EMAIL]
-        self._password = data[CONF_PASSWORD]
+        self._password = data.get(CONF_PASSWORD) or ""
         self._protocol = Protocol(data[CONF_PROTOCOL])
         provider_id = data.get(CONF_PROVIDER)
         self._provider = find_provider_by_id(provider_id) if provider_id else None
@@ -790,8 +1126,15 @@ class MailRelayOptionsFlow(ReloadingOptionsFlow):
     ) -> dict[Any, Any]:
         imap = options.imap
         current = imap.folder
+        entry = self.config_entry
         try:
-            folders = await list_folders(incoming_settings(self.config_entry.data))
+            if entry.state is ConfigEntryState.LOADED:
+                # The running account's settings (an OAuth2 entry's token source).
+                folders = await list_folders(entry.runtime_data.incoming)
+            elif is_oauth_entry(entry.data):
+                folders = []
+            else:
+                folders = await list_folders(incoming_settings(entry.data))
         except MailError as err:
             _LOGGER.debug("Cannot list folders: %r", err)
             folders = []

@@ -52,3 +52,14 @@ CONF_ATTACHMENTS_TYPES: Final = "types"  # MIME patterns; empty: all
 CONF_ATTACHMENTS_MAX_SIZE_MB: Final = "max_size_mb"
 CONF_ATTACHMENTS_DIRECTORY: Final = "directory"
 # Their defaults and bounds: mail/options.py (settings.account_options).
+
+# OAuth2 entries (instead of CONF_PASSWORD): Home Assistant's OAuth2 helpers
+# keep the implementation key and the token dict; the tenant (Microsoft) and
+# how the user signed in decide how the token is refreshed.
+CONF_AUTH_IMPLEMENTATION: Final = "auth_implementation"
+CONF_TOKEN: Final = "token"  # noqa: S105  # a key, not a secret
+CONF_OAUTH_TENANT: Final = "oauth_tenant"
+CONF_OAUTH_METHOD: Final = "oauth_method"  # "browser" or "device"
+# configuration.yaml: self-hosted authorization servers (oauth.DECLARED_SCHEMA).
+CONF_OAUTH_PROVIDERS: Final = "oauth_providers"
+DATA_DECLARED: HassKey[dict[str, str]] = HassKey(f"{DOMAIN}_declared_oauth")

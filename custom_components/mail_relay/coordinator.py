@@ -36,7 +36,7 @@ from .mail.models import Protocol, ServerSettings
 from .mail.pop3 import Pop3Poller, Pop3State
 from .mail.tls import create_ssl_context
 from .saving import async_auto_save
-from .settings import AccountOptions, account_options, incoming_settings
+from .settings import AccountOptions, account_options
 
 if TYPE_CHECKING:
     import ssl
@@ -56,12 +56,12 @@ EARLY_EVENTS_KEPT = 20
 
 
 def create_coordinator(
-    hass: HomeAssistant, entry: MailRelayConfigEntry
+    hass: HomeAssistant, entry: MailRelayConfigEntry, incoming: ServerSettings
 ) -> MailRelayCoordinator:
     """Return the coordinator of the entry's protocol."""
     protocol = Protocol(entry.data[CONF_PROTOCOL])
     kind = ImapCoordinator if protocol is Protocol.IMAP else Pop3Coordinator
-    return kind(hass, entry)
+    return kind(hass, entry, incoming)
 
 
 class MailRelayCoordinator(ABC):
@@ -69,11 +69,16 @@ class MailRelayCoordinator(ABC):
 
     protocol: Protocol
 
-    def __init__(self, hass: HomeAssistant, entry: MailRelayConfigEntry) -> None:
-        """Read the entry's settings and options; ``async_start`` connects."""
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: MailRelayConfigEntry,
+        incoming: ServerSettings,
+    ) -> None:
+        """Keep the entry's server and options; ``async_start`` connects."""
         self.hass = hass
         self.entry = entry
-        self.incoming: ServerSettings = incoming_settings(entry.data)
+        self.incoming = incoming
         self.options: AccountOptions = account_options(entry.options)
         self.account: str = entry.data[CONF_EMAIL]
         self.connected = False
@@ -269,9 +274,14 @@ class ImapCoordinator(MailRelayCoordinator):
 
     protocol = Protocol.IMAP
 
-    def __init__(self, hass: HomeAssistant, entry: MailRelayConfigEntry) -> None:
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: MailRelayConfigEntry,
+        incoming: ServerSettings,
+    ) -> None:
         """Prepare; ``async_start`` builds the watcher and connects it."""
-        super().__init__(hass, entry)
+        super().__init__(hass, entry, incoming)
         self._run_task: asyncio.Task[None] | None = None
         self._watcher: ImapWatcher | None = None
 
@@ -351,9 +361,14 @@ class Pop3Coordinator(MailRelayCoordinator):
 
     protocol = Protocol.POP3
 
-    def __init__(self, hass: HomeAssistant, entry: MailRelayConfigEntry) -> None:
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: MailRelayConfigEntry,
+        incoming: ServerSettings,
+    ) -> None:
         """Prepare; ``async_start`` polls once, then on the interval."""
-        super().__init__(hass, entry)
+        super().__init__(hass, entry, incoming)
         self._poller: Pop3Poller | None = None
         self._poll_lock = asyncio.Lock()
         self._poll_failures = 0

@@ -16,10 +16,18 @@ from .const import (
     CONF_RECIPIENTS,
     CONF_SENDER_NAME,
     CONF_SMTP_USERNAME,
+    CONF_TOKEN,
 )
 from .data import MailRelayConfigEntry
 
-TO_REDACT = {CONF_PASSWORD, CONF_EMAIL, CONF_INCOMING_USERNAME, CONF_SMTP_USERNAME}
+# The OAuth2 token dict (access, refresh and ID tokens) goes as a whole.
+TO_REDACT = {
+    CONF_PASSWORD,
+    CONF_TOKEN,
+    CONF_EMAIL,
+    CONF_INCOMING_USERNAME,
+    CONF_SMTP_USERNAME,
+}
 # Options that name people: the default recipients and the sender's name.
 OPTIONS_TO_REDACT = {CONF_RECIPIENTS, CONF_SENDER_NAME}
 # An address inside free text (a server's error message, say).

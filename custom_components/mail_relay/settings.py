@@ -38,6 +38,7 @@ from .const import (
 )
 from .mail.attachments import mime_patterns
 from .mail.models import DEFAULT_PORTS, Protocol, Security, ServerSettings
+from .mail.oauth import TokenSource
 from .mail.options import (
     MIN_POLL_INTERVAL,
     AttachmentSaveOptions,
@@ -49,19 +50,27 @@ from .mail.options import (
 )
 
 
-def incoming_settings(data: Mapping[str, Any]) -> ServerSettings:
-    """Return the IMAP/POP3 server settings of an entry."""
+def incoming_settings(
+    data: Mapping[str, Any], token_source: TokenSource | None = None
+) -> ServerSettings:
+    """Return the IMAP/POP3 server settings of an entry.
+
+    An OAuth2 entry has no password: its clients log in with ``token_source``.
+    """
     return ServerSettings(
         host=data[CONF_INCOMING_HOST],
         port=int(data[CONF_INCOMING_PORT]),
         security=Security(data[CONF_INCOMING_SECURITY]),
         username=data[CONF_INCOMING_USERNAME],
-        password=data[CONF_PASSWORD],
+        password=data.get(CONF_PASSWORD) or "",
         verify_tls=data.get(CONF_VERIFY_SSL, True),
+        token_source=token_source,
     )
 
 
-def smtp_settings(data: Mapping[str, Any]) -> ServerSettings | None:
+def smtp_settings(
+    data: Mapping[str, Any], token_source: TokenSource | None = None
+) -> ServerSettings | None:
     """Return the SMTP settings of an entry, or None when it sends no mail."""
     if not data.get(CONF_SMTP_HOST):
         return None
@@ -71,8 +80,9 @@ def smtp_settings(data: Mapping[str, Any]) -> ServerSettings | None:
         port=int(data[CONF_SMTP_PORT]),
         security=Security(data[CONF_SMTP_SECURITY]),
         username=username,
-        password=data[CONF_PASSWORD] if username else "",
+        password=(data.get(CONF_PASSWORD) or "") if username else "",
         verify_tls=data.get(CONF_VERIFY_SSL, True),
+        token_source=token_source if username else None,
     )
 
 

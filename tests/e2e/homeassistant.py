@@ -51,7 +51,7 @@ automation: !include automations.yaml
 # Mail Relay asks this ISP database instead of Mozilla's (README, Setup).
 mail_relay:
   ispdb_url: {ispdb_url}
-
+{mail_relay}
 logger:
   default: warning
   logs:
@@ -164,6 +164,8 @@ class HomeAssistantProcess:
     ispdb_url: str
     cert_file: Path
     port: int = field(default_factory=free_port)
+    # More of configuration.yaml's ``mail_relay:`` (indented YAML lines).
+    mail_relay_yaml: str = ""
     access_token: str = ""
     _process: subprocess.Popen[bytes] | None = None
     _log: Any = None
@@ -184,7 +186,11 @@ class HomeAssistantProcess:
         storage.mkdir(parents=True, exist_ok=True)
         http_yaml, http_store = http_settings(self.port)
         (self.config_dir / "configuration.yaml").write_text(
-            CONFIGURATION.format(http=http_yaml, ispdb_url=self.ispdb_url)
+            CONFIGURATION.format(
+                http=http_yaml,
+                ispdb_url=self.ispdb_url,
+                mail_relay=self.mail_relay_yaml,
+            )
         )
         automations = self.config_dir / "automations.yaml"
         if not automations.exists():

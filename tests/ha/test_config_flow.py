@@ -143,11 +143,7 @@ async def test_every_seed_provider_is_proposed_without_network(
         for domain in provider.domains:
             protocol = "imap" if provider.imap else "pop3"
             result = await _user(hass, f"Jean@{domain.upper()}", "secret", protocol)
-            if provider.oauth_only:
-                assert result["step_id"] == "user"
-                assert result["errors"] == {"base": "oauth_required"}
-                assert result["description_placeholders"]["provider"] == provider.name
-            elif provider.imap is None:
+            if provider.imap is None:
                 # Lagoon, VINI: only SMTP is known; the rest is typed by hand.
                 assert result["step_id"] == "manual"
                 schema = result["data_schema"](
@@ -365,9 +361,18 @@ async def test_server_without_starttls_and_clear_text_confirmation(
     assert result["data"][CONF_SOURCE] == "manual"
 
 
-async def test_outlook_needs_oauth(hass: HomeAssistant, local_autoconfig) -> None:
+async def test_outlook_signs_in_instead_of_a_password(
+    hass: HomeAssistant, local_autoconfig
+) -> None:
+    # Outlook.com refuses passwords: its servers, then Microsoft's sign-in,
+    # which first needs the user's own app (Home Assistant offers to add it).
     result = await _user(hass, "jean@outlook.com", "app-password")
-    assert result["errors"] == {"base": "oauth_required"}
+    assert result["step_id"] == "confirm"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {config_flow.CONF_EDIT: False}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "missing_credentials"
     assert local_autoconfig.http.requests == []
 
 
