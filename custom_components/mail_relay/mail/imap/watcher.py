@@ -34,7 +34,7 @@ from ..options import EventOptions, FilterOptions, ImapWatchOptions, Timeouts
 from ..trace import Trace
 from .client import BATCH_SIZE, SEARCH_WINDOW, ImapClient
 from .parse import FetchedMessage, build_event, text_bytes_for
-from .syntax import _chunks, search_criteria
+from .syntax import _chunks, encode_mailbox, search_criteria
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ class _Folder:
     renumbered: tuple[int, int] | None = None
     unseen: int | None = None
     available: bool = True  # False while the server refuses its STATUS
+    pushed: bool = False  # its news comes by NOTIFY
 
 
 class ImapWatcher:
@@ -287,12 +288,8 @@ class ImapWatcher:
                 found = await self._status(client, folder)
                 if found is not None and "UIDVALIDITY" in found:
                     self._settle_mark(folder, found["UIDVALIDITY"], found["UIDNEXT"])
-            use_idle = self._options.push and "IDLE" in client.capabilities
-            self._notified = (
-                bool(others)
-                and use_idle
-                and await client.notify([f.name for f in others if f.available])
-            )
+            if others and self._options.push and "IDLE" in client.capabilities:
+                await self._set_notify(client)
         except BaseException:
             await client.logout()
             raise
@@ -306,6 +303,23 @@ class ImapWatcher:
             notify=self._notified,
             clear_error=True,
         )
+
+    async def _set_notify(self, client: ImapClient) -> None:
+        """Ask for the other folders' news to be pushed (NOTIFY), if offered.
+
+        Only folders whose name needs no modified UTF-7: Dovecot 2.3 matches
+        NOTIFY's names undecoded and never reports ``Reçus`` or ``A & B``.
+        The rest are looked at on every round, as without NOTIFY.
+        """
+        others = self._folders[1:]
+        pushable = [
+            f for f in others if f.available and encode_mailbox(f.name) == f.name
+        ]
+        self._notified = bool(pushable) and await client.notify(
+            [f.name for f in pushable]
+        )
+        for folder in others:
+            folder.pushed = self._notified and folder in pushable
 
     async def _status(
         self, client: ImapClient, folder: _Folder
@@ -365,6 +379,8 @@ class ImapWatcher:
     async def _drop(self) -> None:
         client, self._client = self._client, None
         self._notified = False
+        for folder in self._folders:
+            folder.pushed = False
         if client is not None:
             await client.logout()
 
@@ -430,19 +446,24 @@ class ImapWatcher:
     async def sync(self, client: ImapClient, *, others: bool = True) -> None:
         """Report every message above each mark, then refresh the unread count.
 
-        ``others``: look at the folders besides the first (always without
-        NOTIFY; under it, when the server announced news of them). The first
-        folder is selected again at the end, for IDLE.
+        ``others``: look at the folders besides the first that NOTIFY pushes
+        (when the server announced news of them, and on a full round); the
+        ones it does not push are looked at every time. The first folder is
+        selected again at the end, for IDLE.
         """
         first, rest = self._folders[0], self._folders[1:]
         while True:
             others = client.take_status_hint() or others
-            if others:
-                for folder in rest:
+            for folder in rest:
+                if others or not folder.pushed:
                     await self._sync_other(client, folder)
             if client.selected != first.name:
                 uidvalidity, uidnext = await client.select(first.name)
                 self._settle_mark(first, uidvalidity, uidnext)
+                if self._notified:
+                    # Dovecot 2.3 sends no more news of the others after a
+                    # SELECT until NOTIFY is set again.
+                    await self._set_notify(client)
             client.take_new_mail_hint()
             await self._sync_folder(client, first)
             first.unseen = await client.unread_count()
