@@ -219,16 +219,17 @@ class ImapClient(ImapConnection):
         await self.create_folder(sent)
         return sent
 
-    async def append(self, folder: str, message: bytes) -> None:
-        """Store a copy of a message (marked read) in a folder.
+    async def append(self, folder: str, message: bytes, *, seen: bool = True) -> None:
+        """Store a copy of a message (marked read unless ``seen=False``) in a folder.
 
         Line ends become CRLF, as RFC 3501 wants: Cyrus refuses bare newlines.
         """
         message = re.sub(rb"\r?\n", b"\r\n", message)
         async with self._lock:
             proto = self._require()
+            flags = ["(\\Seen)"] if seen else []
             command = self._command(
-                "APPEND", mailbox_arg(folder), "(\\Seen)", f"{{{len(message)}}}"
+                "APPEND", mailbox_arg(folder), *flags, f"{{{len(message)}}}"
             )
             # aioimaplib sends this literal when the server asks for it.
             proto.literal_data = message
