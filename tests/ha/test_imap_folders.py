@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from homeassistant.const import CONF_PASSWORD
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from pytest_homeassistant_custom_component.common import (
@@ -14,18 +15,27 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.mail_relay.const import (
+    CONF_EMAIL,
     CONF_FILTER_SENDERS,
     CONF_FILTER_SUBJECT,
     CONF_FOLDER,
     CONF_FOLDERS,
+    CONF_INCOMING_HOST,
+    CONF_INCOMING_PORT,
+    CONF_INCOMING_SECURITY,
+    CONF_INCOMING_USERNAME,
+    CONF_PROTOCOL,
+    CONF_VERIFY_SSL,
     DOMAIN,
     EVENT_NEW_MAIL,
 )
 from custom_components.mail_relay.mail.imap import ImapClient
 from custom_components.mail_relay.mail.models import Security, ServerSettings
 from tests.ha.helpers import wait_for
+from tests.mail.test_imap_folders import special_use_list
 from tests.mailserver import DovecotServer, MailUser
 from tests.mailserver.dovecot import make_message
+from tests.mailserver.imap_scripted import ScriptedImapServer
 
 pytestmark = pytest.mark.usefixtures("trust_test_cert")
 
@@ -226,3 +236,51 @@ async def test_filter_fires_only_for_matching_mail_and_a_change_replays_nothing(
     await hass.async_block_till_done()
     assert [e.data["subject"] for e in events][2:] == ["Bonjour"]
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_options_offer_the_folders_with_special_ones_labelled(
+    hass: HomeAssistant,
+) -> None:
+    """In the user's language; a sender that is neither address nor domain is refused."""
+    hass.config.language = "fr"
+    async with ScriptedImapServer(answers={"LIST": special_use_list}) as server:
+        entry = MockConfigEntry(
+            domain=DOMAIN,
+            data={
+                CONF_EMAIL: "u@example.org",
+                CONF_PASSWORD: "p",
+                CONF_PROTOCOL: "imap",
+                CONF_INCOMING_HOST: "127.0.0.1",
+                CONF_INCOMING_PORT: server.port,
+                CONF_INCOMING_SECURITY: "none",
+                CONF_INCOMING_USERNAME: "u",
+                CONF_VERIFY_SSL: True,
+            },
+            options={CONF_FOLDER: "Alarmes"},
+        )
+        entry.add_to_hass(hass)
+        result = await hass.config_entries.options.async_init(entry.entry_id)
+        selector = result["data_schema"].schema[CONF_FOLDERS]
+        assert selector.config["options"] == [
+            {"value": "Alarmes", "label": "Alarmes"},  # the watched one first
+            {"value": "INBOX", "label": "INBOX"},
+            {"value": "Envoyés", "label": "Envoyés (Envoyés)"},
+            {"value": "Spam", "label": "Spam (Indésirables)"},
+        ]
+        flow = result["flow_id"]
+        result = await hass.config_entries.options.async_configure(
+            flow, {CONF_FOLDERS: ["INBOX"], CONF_FILTER_SENDERS: ["pas une adresse"]}
+        )
+        assert result["errors"] == {CONF_FILTER_SENDERS: "invalid_sender_filter"}
+        result = await hass.config_entries.options.async_configure(
+            flow, {CONF_FOLDERS: [], CONF_FILTER_SENDERS: []}
+        )
+        assert result["errors"] == {CONF_FOLDERS: "no_folder"}
+        result = await hass.config_entries.options.async_configure(
+            flow,
+            {CONF_FOLDERS: ["INBOX", "Spam"], CONF_FILTER_SENDERS: ["@maison.fr"]},
+        )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert CONF_FOLDER not in entry.options  # the single folder, replaced
+    assert entry.options[CONF_FOLDERS] == ["INBOX", "Spam"]
+    assert entry.options[CONF_FILTER_SENDERS] == ["@maison.fr"]

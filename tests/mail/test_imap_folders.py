@@ -19,12 +19,14 @@ from custom_components.mail_relay.mail.imap import FolderState, ImapClient
 from custom_components.mail_relay.mail.imap.parse import parse_status
 from custom_components.mail_relay.mail.imap.syntax import search_criteria
 from custom_components.mail_relay.mail.message import MailEvent
-from custom_components.mail_relay.mail.models import ServerSettings
+from custom_components.mail_relay.mail.models import Security, ServerSettings
 from custom_components.mail_relay.mail.options import FilterOptions
+from custom_components.mail_relay.mail.probe import list_folder_uses
 from tests.mail.test_imap import Sink, deliver, make_watcher, running, settings_for
 from tests.mail.wire import Wire
 from tests.mailserver import DovecotServer
 from tests.mailserver.dovecot import make_message
+from tests.mailserver.imap_scripted import ScriptedImapServer, Writer
 from tests.mailserver.proxy import FaultyProxy
 
 FOLDERS = ("INBOX", "Alarmes", "Factures & reçus")
@@ -125,6 +127,30 @@ def test_filter_rule() -> None:
     assert not accepts(FilterOptions(subject_contains="fermée"), event, seen=False)
     assert not accepts(FilterOptions(unseen_only=True), event, seen=True)
     assert not accepts(FilterOptions(senders=("other.org",)), event, seen=False)
+
+
+async def special_use_list(tag: str, _line: str, out: Writer) -> None:
+    await out.write(
+        b'* LIST (\\HasNoChildren) "/" "INBOX"\r\n'
+        b'* LIST (\\HasNoChildren \\Sent) "/" "Envoy&AOk-s"\r\n'
+        b'* LIST (\\HasNoChildren \\Junk) "/" "Spam"\r\n'
+        b'* LIST (\\Noselect \\HasChildren) "/" "Archives"\r\n'
+        b'* LIST (\\HasNoChildren) "/" "Alarmes"\r\n' + f"{tag} OK done\r\n".encode()
+    )
+
+
+async def test_folders_are_listed_with_their_special_use() -> None:
+    """What the options form offers: INBOX first, special folders named, no \\Noselect."""
+    async with ScriptedImapServer(answers={"LIST": special_use_list}) as server:
+        found = await list_folder_uses(
+            ServerSettings("127.0.0.1", server.port, Security.NONE, "u", "p")
+        )
+    assert found == [
+        ("INBOX", None),
+        ("Alarmes", None),
+        ("Envoyés", "sent"),
+        ("Spam", "junk"),
+    ]
 
 
 # -- transports ----------------------------------------------------------------------
