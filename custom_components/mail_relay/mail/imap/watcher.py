@@ -457,13 +457,16 @@ class ImapWatcher:
             for folder in rest:
                 if others or not folder.pushed:
                     await self._sync_other(client, folder)
+            renotified = False
             if client.selected != first.name:
                 uidvalidity, uidnext = await client.select(first.name)
                 self._settle_mark(first, uidvalidity, uidnext)
                 if self._notified:
                     # Dovecot 2.3 sends no more news of the others after a
-                    # SELECT until NOTIFY is set again.
+                    # SELECT until NOTIFY is set again; and none of what
+                    # arrived before the new NOTIFY: looked at once more below.
                     await self._set_notify(client)
+                    renotified = True
             client.take_new_mail_hint()
             await self._sync_folder(client, first)
             first.unseen = await client.unread_count()
@@ -471,7 +474,8 @@ class ImapWatcher:
             self._set_status(unread=sum(counts))
             # New mail announced while we were busy: aioimaplib drops such
             # notices outside IDLE, so look again rather than idle past it.
-            again, others = client.take_new_mail_hint(), client.take_status_hint()
+            again = client.take_new_mail_hint()
+            others = client.take_status_hint() or renotified
             if not (again or others):
                 return
 
