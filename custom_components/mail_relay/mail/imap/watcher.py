@@ -44,6 +44,10 @@ RECENT_IDS_KEPT = 200
 # changed, and every this many renewals anyway (10 minutes by default): a
 # notice lost in a reconnection or a server's own slip is found by then.
 FULL_CHECK_ROUNDS = 10
+# After NOTIFY is set again (a folder besides the first was read), Dovecot
+# 2.3 may miss mail that lands in the next moments until its own 30 s check:
+# the next IDLE lasts this long, then the others are asked once (a STATUS each).
+NOTIFY_SETTLE = 2.0
 
 
 # -- state shared with the host ----------------------------------------------
@@ -198,6 +202,7 @@ class ImapWatcher:
         self._trace = trace
         self._client: ImapClient | None = None
         self._notified = False  # NOTIFY is in force on this connection
+        self._settling = False  # NOTIFY was set again: look once more soon
 
     @property
     def folder(self) -> str:
@@ -432,15 +437,21 @@ class ImapWatcher:
         use_idle = self._options.push and "IDLE" in client.capabilities
         rounds = 0
         while True:
+            settling, self._settling = self._settling, False
             if use_idle:
-                await client.idle_wait(self._options.idle_renew)
+                await client.idle_wait(
+                    NOTIFY_SETTLE if settling else self._options.idle_renew
+                )
             else:
                 if await client.wait_closed(self._options.poll_interval):
                     raise ConnectError("the server closed the connection")
                 await client.noop()
             rounds += 1
             await self.sync(
-                client, others=not self._notified or rounds % FULL_CHECK_ROUNDS == 0
+                client,
+                others=settling
+                or not self._notified
+                or rounds % FULL_CHECK_ROUNDS == 0,
             )
 
     async def sync(self, client: ImapClient, *, others: bool = True) -> None:
@@ -466,7 +477,7 @@ class ImapWatcher:
                     # SELECT until NOTIFY is set again; and none of what
                     # arrived before the new NOTIFY: looked at once more below.
                     await self._set_notify(client)
-                    renotified = True
+                    renotified = self._settling = True
             client.take_new_mail_hint()
             await self._sync_folder(client, first)
             first.unseen = await client.unread_count()
