@@ -118,7 +118,11 @@ def multi_folder(s: dict[str, Any]) -> list[str]:
         ("connections", "connections", ""),
         ("bytes per idle minute", "idle_bytes_per_minute", "B"),
         ("events / missed / duplicates", None, ""),
-    ] + [(f"latency p50, {f}", f"latency_by_folder.{f}.p50_ms", "ms") for f in folders]
+    ] + [
+        (f"latency {q}, {f}", f"latency_by_folder.{f}.{q}_ms", "ms")
+        for f in folders
+        for q in ("p50", "max")
+    ]
     for title, path, unit in rows:
         cells = []
         for key, _ in sides:
