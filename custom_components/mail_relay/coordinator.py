@@ -78,6 +78,8 @@ class MailRelayCoordinator(ABC):
         # the first connection. Servers that only poll behind IDLE look like
         # "idle" here; the README's troubleshooting says how to tell.
         self.push_mode: str | None = None
+        # IMAP: the folders besides the first are pushed too (NOTIFY).
+        self.notify = False
         self.last_event: dict[str, Any] | None = None
         self.last_error: str | None = None
         self.store: Store[dict[str, Any]] = Store(
@@ -233,7 +235,6 @@ class ImapCoordinator(MailRelayCoordinator):
         super().__init__(hass, entry)
         self._run_task: asyncio.Task[None] | None = None
         self._watcher: ImapWatcher | None = None
-        self.notify = False  # the folders besides the first are pushed (NOTIFY)
 
     @property
     def folder(self) -> str:

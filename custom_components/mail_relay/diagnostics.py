@@ -55,6 +55,7 @@ async def async_get_config_entry_diagnostics(
         "last_error": _without_addresses(coordinator.last_error),
         "folder": coordinator.folder,
         "folders": list(coordinator.folders),
+        "other_folders_by_notify": coordinator.notify,
         "last_event": async_redact_data(coordinator.last_event or {}, EVENT_TO_REDACT),
     }
     return {
