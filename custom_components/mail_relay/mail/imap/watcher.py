@@ -203,6 +203,7 @@ class ImapWatcher:
         self._client: ImapClient | None = None
         self._notified = False  # NOTIFY is in force on this connection
         self._settling = False  # NOTIFY was set again: look once more soon
+        self._search_ok: bool | None = None  # SEARCH agrees with FETCH here
 
     @property
     def folder(self) -> str:
@@ -384,6 +385,7 @@ class ImapWatcher:
     async def _drop(self) -> None:
         client, self._client = self._client, None
         self._notified = False
+        self._search_ok = None
         for folder in self._folders:
             folder.pushed = False
         if client is not None:
@@ -550,6 +552,12 @@ class ImapWatcher:
         if self._criteria is None or not uids:
             return uids
         try:
+            if self._search_ok is None:
+                # Once per connection: GNU Mailutils' SEARCH misses mail, and
+                # narrowing by it would lose what the filter should pass.
+                self._search_ok = await client.search_consistent() is not False
+            if not self._search_ok:
+                return uids
             return await client.search_uids(uids, self._criteria)
         except ProtocolError as err:
             _LOGGER.debug("Filter SEARCH refused, filtering here: %s", err)
