@@ -100,6 +100,7 @@ async def core_imap_entry(
     user: MailUser,
     *,
     setup: bool = True,
+    folder: str = "INBOX",
 ) -> MockConfigEntry:
     """Add (and set up) Home Assistant's own ``imap`` integration for this user.
 
@@ -116,7 +117,7 @@ async def core_imap_entry(
             "server": "127.0.0.1",
             "port": port,
             "charset": "utf-8",
-            "folder": "INBOX",
+            "folder": folder,
             "search": "UnSeen UnDeleted",
             "event_message_data": ["text"],
             "max_message_size": 2048,
@@ -124,7 +125,7 @@ async def core_imap_entry(
             "verify_ssl": False,
             "ssl_cipher_list": "python_default",
         },
-        unique_id=f"{user.username}_INBOX_{port}",
+        unique_id=f"{user.username}_{folder}_{port}",
     )
     entry.add_to_hass(hass)
     if setup:

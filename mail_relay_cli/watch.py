@@ -54,34 +54,41 @@ class Runner:
 
 
 class ImapRunner(Runner):
-    """An IMAP folder watched with IDLE (or polled when the server lacks it)."""
+    """An account's IMAP folders, watched on one connection (the core's watcher)."""
 
     def __init__(
         self,
         account: Account,
-        folder: str,
         state: StateFile,
         output: Output,
         on_fatal: Callable[[Runner], None],
         timeout: float,
     ) -> None:
-        """Prepare the watcher with the saved mark, if any."""
+        """Prepare the watcher with the saved marks, if any."""
         assert account.incoming is not None
         self.account = account
         self.settings = account.incoming
-        self.folder = folder
-        self.label = f"{account.address} ({folder})"
+        self.folders = account.folders
+        self.label = f"{account.address} ({', '.join(self.folders)})"
         self._state = state
         self._output = output
         self._on_fatal = on_fatal
         self._timeout = timeout
-        self._key = state_key(Protocol.IMAP, self.settings, folder)
         self._task: asyncio.Task[None] | None = None
         self._connected: bool | None = None
         self.watcher: ImapWatcher | None = None
 
-    def _saved(self) -> FolderState | None:
-        return FolderState.from_saved(self._state.accounts.get(self._key))
+    def _key(self, folder: str) -> str:
+        return state_key(Protocol.IMAP, self.settings, folder)
+
+    def _saved(self) -> dict[str, FolderState]:
+        saved = {
+            folder: FolderState.from_saved(
+                self._state.accounts.get(self._key(folder)), folder
+            )
+            for folder in self.folders
+        }
+        return {folder: state for folder, state in saved.items() if state is not None}
 
     async def _on_message(self, event: MailEvent) -> None:
         # The previous message's mark reaches the disk before this line is
@@ -90,7 +97,7 @@ class ImapRunner(Runner):
         self._output.emit(self.account.entry_id, event)
 
     def _on_state(self, state: FolderState) -> None:
-        self._state.set(self._key, asdict(state))
+        self._state.set(self._key(state.folder), asdict(state))
 
     def _on_status(self, status: WatchStatus) -> None:
         if status.connected == self._connected:
@@ -98,6 +105,8 @@ class ImapRunner(Runner):
         self._connected = status.connected
         if status.connected:
             how = "IDLE" if status.idle else "polling"
+            if status.notify:
+                how += ", other folders by NOTIFY"
             say(f"{self.label}: watching {self.settings.host} ({how})")
         elif status.last_error:
             say(f"{self.label}: connection lost ({status.last_error}); reconnecting")
@@ -112,7 +121,7 @@ class ImapRunner(Runner):
             on_state=self._on_state,
             on_status=self._on_status,
             ssl_context=await ssl_context(self.settings),
-            options=replace(self.account.imap, folder=self.folder),
+            options=replace(self.account.imap, folders=self.folders),
             event=self.account.event,
             timeouts=Timeouts(io=self._timeout, reconnect=CLI_RECONNECT),
             trace=tracer(),
@@ -293,10 +302,7 @@ async def cmd_watch(args: argparse.Namespace) -> int:
 
     for account in accounts:
         if account.protocol is Protocol.IMAP:
-            runners += [
-                ImapRunner(account, folder, state, output, on_fatal, args.timeout)
-                for folder in account.folders
-            ]
+            runners.append(ImapRunner(account, state, output, on_fatal, args.timeout))
         else:
             runners.append(
                 Pop3Runner(account, state, output, on_fatal, scheduler, args.timeout)

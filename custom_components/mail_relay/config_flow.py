@@ -36,6 +36,7 @@ from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
+    SelectOptionDict,
     SelectSelector,
     SelectSelectorConfig,
     SelectSelectorMode,
@@ -55,7 +56,11 @@ from .const import (
     CONF_AUTH_IMPLEMENTATION,
     CONF_CATCHUP_HOURS,
     CONF_EMAIL,
+    CONF_FILTER_SENDERS,
+    CONF_FILTER_SUBJECT,
+    CONF_FILTER_UNSEEN,
     CONF_FOLDER,
+    CONF_FOLDERS,
     CONF_INCLUDE_HEADERS,
     CONF_INCOMING_HOST,
     CONF_INCOMING_PORT,
@@ -95,7 +100,7 @@ from .mail.oauth.device import DeviceFlow, start_device_flow
 from .mail.oauth.http import SignInError
 from .mail.oauth.tokens import OAuthClient
 from .mail.options import MIN_POLL_INTERVAL, AttachmentSaveOptions, Pop3PollOptions
-from .mail.probe import list_folders, test_login
+from .mail.probe import list_folder_uses, test_login
 from .mail.providers import (
     Provider,
     email_domain,
@@ -1041,6 +1046,17 @@ def _recipients(value: object) -> list[str]:
     return addresses
 
 
+def _senders(value: object) -> list[str]:
+    """Accept addresses and domains (``example.org``, ``@example.org``) to filter on."""
+    items = value if isinstance(value, list) else str(value).split(",")
+    senders = [str(item).strip() for item in items if str(item).strip()]
+    for sender in senders:
+        domain = sender.rpartition("@")[2]
+        if "." not in domain or any(c in sender for c in ' \t\r\n"()<>,;'):
+            raise vol.Invalid("invalid_sender_filter")
+    return senders
+
+
 class MailRelayOptionsFlow(ReloadingOptionsFlow):
     """Tune how an account is watched and how it sends; changes reload the entry.
 
@@ -1083,7 +1099,19 @@ class MailRelayOptionsFlow(ReloadingOptionsFlow):
                 errors[CONF_RECIPIENTS] = "invalid_recipient"
             if not await self._async_directory_allowed(user_input):
                 errors["base"] = "directory_not_allowed"
+            if CONF_FILTER_SENDERS in user_input:
+                try:
+                    user_input[CONF_FILTER_SENDERS] = _senders(
+                        user_input[CONF_FILTER_SENDERS]
+                    )
+                except vol.Invalid:
+                    errors[CONF_FILTER_SENDERS] = "invalid_sender_filter"
+            if CONF_FOLDERS in user_input and not [
+                f for f in user_input[CONF_FOLDERS] if str(f).strip()
+            ]:
+                errors[CONF_FOLDERS] = "no_folder"
             if not errors:
+                user_input.pop(CONF_FOLDER, None)  # replaced by the list
                 return self.async_create_entry(data=user_input)
         entry = self.config_entry
         # What the form shows: the values being edited, else the saved ones,
@@ -1097,6 +1125,7 @@ class MailRelayOptionsFlow(ReloadingOptionsFlow):
             schema = await self._imap_schema(current, sends=sends)
         else:
             schema = self._pop3_schema(current.pop3)
+        schema |= self._filter_schema(current, imap=step_id == "imap")
         schema |= {
             vol.Optional(CONF_TEXT_LIMIT, default=current.event.text_limit): _number(
                 0, 32768
@@ -1125,24 +1154,36 @@ class MailRelayOptionsFlow(ReloadingOptionsFlow):
         self, options: AccountOptions, *, sends: bool
     ) -> dict[Any, Any]:
         imap = options.imap
-        current = imap.folder
         entry = self.config_entry
         try:
             if entry.state is ConfigEntryState.LOADED:
                 # The running account's settings (an OAuth2 entry's token source).
-                folders = await list_folders(entry.runtime_data.incoming)
+                found = await list_folder_uses(entry.runtime_data.incoming)
             elif is_oauth_entry(entry.data):
-                folders = []
+                found = []
             else:
-                folders = await list_folders(incoming_settings(entry.data))
+                found = await list_folder_uses(incoming_settings(entry.data))
         except MailError as err:
             _LOGGER.debug("Cannot list folders: %r", err)
-            folders = []
-        choices = list(dict.fromkeys([current, *folders]))
+            found = []
+        # The watched ones stay offered even when the list cannot be read.
+        uses = dict.fromkeys(imap.folders) | dict(found)
+        strings = await async_get_translations(
+            self.hass, self.hass.config.language, "selector", {DOMAIN}
+        )
+
+        def label(name: str, use: str | None) -> str:
+            key = f"component.{DOMAIN}.selector.special_use.options.{use}"
+            return f"{name} ({strings[key]})" if use and key in strings else name
+
         return {
-            vol.Required(CONF_FOLDER, default=current): SelectSelector(
+            vol.Required(CONF_FOLDERS, default=list(imap.folders)): SelectSelector(
                 SelectSelectorConfig(
-                    options=choices,
+                    options=[
+                        SelectOptionDict(value=name, label=label(name, use))
+                        for name, use in uses.items()
+                    ],
+                    multiple=True,
                     custom_value=True,
                     mode=SelectSelectorMode.DROPDOWN,
                 )
@@ -1170,6 +1211,20 @@ class MailRelayOptionsFlow(ReloadingOptionsFlow):
         return bool(directory) and await self.hass.async_add_executor_job(
             self.hass.config.is_allowed_path, directory
         )
+
+    @staticmethod
+    def _filter_schema(options: AccountOptions, *, imap: bool) -> dict[Any, Any]:
+        """Return the filter's fields; only IMAP knows whether mail was read."""
+        current = options.filter
+        schema: dict[Any, Any] = {
+            vol.Optional(
+                CONF_FILTER_SENDERS, default=list(current.senders)
+            ): TextSelector(TextSelectorConfig(multiple=True)),
+            vol.Optional(CONF_FILTER_SUBJECT, default=current.subject_contains): str,
+        }
+        if imap:
+            schema[vol.Optional(CONF_FILTER_UNSEEN, default=current.unseen_only)] = bool
+        return schema
 
     def _pop3_schema(self, pop3: Pop3PollOptions) -> dict[Any, Any]:
         return {

@@ -32,7 +32,11 @@ CONF_ISPDB_URL: Final = "ispdb_url"  # an organisation's own ISPDB (base URL)
 DATA_ISPDB_URL: HassKey[str] = HassKey(f"{DOMAIN}_{CONF_ISPDB_URL}")
 
 # Options.
-CONF_FOLDER: Final = "folder"
+CONF_FOLDER: Final = "folder"  # entries made before several folders: one name
+CONF_FOLDERS: Final = "folders"  # IMAP: the watched folders, the first kept selected
+CONF_FILTER_SENDERS: Final = "filter_senders"  # addresses or domains
+CONF_FILTER_SUBJECT: Final = "filter_subject"  # subject contains
+CONF_FILTER_UNSEEN: Final = "filter_unseen"  # only mail not yet read
 CONF_PUSH: Final = "push"
 CONF_POLL_INTERVAL: Final = "poll_interval"  # seconds
 CONF_TEXT_LIMIT: Final = "text_limit"  # characters of body text in events

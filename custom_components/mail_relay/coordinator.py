@@ -87,6 +87,8 @@ class MailRelayCoordinator(ABC):
         # the first connection. Servers that only poll behind IDLE look like
         # "idle" here; the README's troubleshooting says how to tell.
         self.push_mode: str | None = None
+        # IMAP: the folders besides the first are pushed too (NOTIFY).
+        self.notify = False
         self.last_event: dict[str, Any] | None = None
         self.last_error: str | None = None
         # The last time the server answered a whole round (login, IDLE answer
@@ -110,8 +112,13 @@ class MailRelayCoordinator(ABC):
 
     @property
     def folder(self) -> str | None:
-        """The watched IMAP folder; None for POP3's single maildrop."""
+        """The first watched IMAP folder; None for POP3's single maildrop."""
         return None
+
+    @property
+    def folders(self) -> tuple[str, ...]:
+        """The watched IMAP folders; none for POP3."""
+        return ()
 
     # -- listeners -------------------------------------------------------
 
@@ -270,7 +277,7 @@ class MailRelayCoordinator(ABC):
 
 
 class ImapCoordinator(MailRelayCoordinator):
-    """One IMAP folder watched by a background task."""
+    """An account's IMAP folders watched by a background task, on one connection."""
 
     protocol = Protocol.IMAP
 
@@ -287,20 +294,38 @@ class ImapCoordinator(MailRelayCoordinator):
 
     @property
     def folder(self) -> str:
-        """The watched folder."""
+        """The first watched folder (kept selected; the actions' default)."""
         return self.options.imap.folder
 
-    def _saved_state(self) -> FolderState | None:
-        saved = self._stored.get("imap")
-        if not saved or saved.get("folder") != self.folder:
-            return None  # another folder's mark says nothing about this one
-        return FolderState.from_saved(saved)
+    @property
+    def folders(self) -> tuple[str, ...]:
+        """Every watched folder."""
+        return self.options.imap.folders
+
+    def _saved_states(self) -> dict[str, FolderState]:
+        """Return the saved marks of the watched folders.
+
+        Stored as ``imap_folders`` (by folder). Before several folders one
+        ``imap`` mark named its folder: it becomes that folder's, and is
+        written back in the new layout before any event (``_on_folder_state``).
+        A mark of a folder no longer watched says nothing about the others.
+        """
+        saved: dict[str, Any] = dict(self._stored.get("imap_folders") or {})
+        old = self._stored.get("imap")
+        if isinstance(old, dict) and old.get("folder") and old["folder"] not in saved:
+            saved[old["folder"]] = old
+        states: dict[str, FolderState] = {}
+        for name in self.folders:
+            state = FolderState.from_saved(saved.get(name), name)
+            if state is not None:
+                states[name] = state
+        return states
 
     async def _async_start(self) -> None:
         watcher = self._watcher = ImapWatcher(
             self.incoming,
             account=self.account,
-            state=self._saved_state(),
+            state=self._saved_states(),
             on_message=self._async_on_message,
             on_state=self._on_folder_state,
             on_status=self._on_status,
@@ -308,13 +333,15 @@ class ImapCoordinator(MailRelayCoordinator):
             ssl_context=self._ssl_context,
             options=self.options.imap,
             event=self.options.event,
+            filter=self.options.filter,
         )
         try:
             await watcher.connect_once()
         except MailError as err:
             await watcher.close()
             raise ha_error(err, Where.SETUP) from err
-        self._on_folder_state(watcher.state)
+        for state in watcher.states.values():
+            self._on_folder_state(state)
         self._on_status(watcher.status)
         self._run_task = self.entry.async_create_background_task(
             self.hass, self._run(watcher), f"{DOMAIN} IMAP {self.account}"
@@ -346,13 +373,21 @@ class ImapCoordinator(MailRelayCoordinator):
 
     @callback
     def _on_folder_state(self, state: FolderState) -> None:
-        self._save("imap", {"folder": self.folder, **asdict(state)})
+        marks = {
+            name: mark
+            for name, mark in (self._stored.get("imap_folders") or {}).items()
+            if name in self.folders
+        }
+        marks[state.folder] = asdict(state)
+        self._stored.pop("imap", None)  # the single-folder layout, migrated
+        self._save("imap_folders", marks)
 
     @callback
     def _on_status(self, status: WatchStatus) -> None:
         self.unread = status.unread
         if status.connected:
             self.push_mode = "idle" if status.idle else "polling"
+            self.notify = status.notify
         self._set_connected(status.connected, status.last_error)
 
 
@@ -387,6 +422,7 @@ class Pop3Coordinator(MailRelayCoordinator):
             before_event=self._async_before_event
             if self.options.attachments.enabled
             else None,
+            filter=self.options.filter,
         )
         try:
             await self._poll(self._poller, raise_errors=True)

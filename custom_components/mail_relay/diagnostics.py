@@ -12,6 +12,8 @@ from homeassistant.core import HomeAssistant
 
 from .const import (
     CONF_EMAIL,
+    CONF_FILTER_SENDERS,
+    CONF_FILTER_SUBJECT,
     CONF_INCOMING_USERNAME,
     CONF_RECIPIENTS,
     CONF_SENDER_NAME,
@@ -29,7 +31,12 @@ TO_REDACT = {
     CONF_SMTP_USERNAME,
 }
 # Options that name people: the default recipients and the sender's name.
-OPTIONS_TO_REDACT = {CONF_RECIPIENTS, CONF_SENDER_NAME}
+OPTIONS_TO_REDACT = {
+    CONF_RECIPIENTS,
+    CONF_SENDER_NAME,
+    CONF_FILTER_SENDERS,
+    CONF_FILTER_SUBJECT,
+}
 # An address inside free text (a server's error message, say).
 _ADDRESS = re.compile(r"[^\s<>()\[\],;:\"'@]+@[^\s<>()\[\],;:\"'@]+")
 EVENT_TO_REDACT = {
@@ -56,6 +63,8 @@ async def async_get_config_entry_diagnostics(
         "unread": coordinator.unread,
         "last_error": _without_addresses(coordinator.last_error),
         "folder": coordinator.folder,
+        "folders": list(coordinator.folders),
+        "other_folders_by_notify": coordinator.notify,
         "last_event": async_redact_data(coordinator.last_event or {}, EVENT_TO_REDACT),
         "last_check": _iso(coordinator.last_check),
         "down_since": _iso(coordinator.health.down_since),

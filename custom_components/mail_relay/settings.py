@@ -15,7 +15,11 @@ from .const import (
     CONF_ATTACHMENTS_MAX_SIZE_MB,
     CONF_ATTACHMENTS_TYPES,
     CONF_CATCHUP_HOURS,
+    CONF_FILTER_SENDERS,
+    CONF_FILTER_SUBJECT,
+    CONF_FILTER_UNSEEN,
     CONF_FOLDER,
+    CONF_FOLDERS,
     CONF_INCLUDE_HEADERS,
     CONF_INCOMING_HOST,
     CONF_INCOMING_PORT,
@@ -43,6 +47,7 @@ from .mail.options import (
     MIN_POLL_INTERVAL,
     AttachmentSaveOptions,
     EventOptions,
+    FilterOptions,
     HealthOptions,
     ImapWatchOptions,
     Pop3PollOptions,
@@ -114,6 +119,7 @@ class AccountOptions:
     recipients: tuple[str, ...] = ()  # notify's default; empty: the account
     sender_name: str = ""
     save_sent: bool = False  # IMAP: a copy of each sent mail in Sent
+    filter: FilterOptions = field(default_factory=FilterOptions)
     health: HealthOptions = field(default_factory=HealthOptions)
     # Attachments of new mail saved to a folder (and the action's defaults).
     attachments: AttachmentSaveOptions = field(default_factory=AttachmentSaveOptions)
@@ -133,7 +139,7 @@ def account_options(options: Mapping[str, Any]) -> AccountOptions:
             ),
         ),
         imap=ImapWatchOptions(
-            folder=str(options.get(CONF_FOLDER) or imap.folder),
+            folders=_folders(options) or imap.folders,
             push=bool(options.get(CONF_PUSH, imap.push)),
             poll_interval=imap.poll_interval if interval is None else interval,
             mark_seen=bool(options.get(CONF_MARK_SEEN, imap.mark_seen)),
@@ -144,9 +150,14 @@ def account_options(options: Mapping[str, Any]) -> AccountOptions:
             retention=Retention(options.get(CONF_RETENTION, pop3.retention)),
             retention_days=int(options.get(CONF_RETENTION_DAYS, pop3.retention_days)),
         ),
-        recipients=_recipients(options.get(CONF_RECIPIENTS)),
+        recipients=_items(options.get(CONF_RECIPIENTS)),
         sender_name=str(options.get(CONF_SENDER_NAME) or ""),
         save_sent=bool(options.get(CONF_SAVE_SENT, False)),
+        filter=FilterOptions(
+            senders=_items(options.get(CONF_FILTER_SENDERS)),
+            subject_contains=str(options.get(CONF_FILTER_SUBJECT) or "").strip(),
+            unseen_only=bool(options.get(CONF_FILTER_UNSEEN, False)),
+        ),
         # Not in the options form yet: every account waits the default.
         health=HealthOptions(),
         attachments=_attachment_options(options.get(CONF_ATTACHMENTS) or {}),
@@ -167,8 +178,16 @@ def _attachment_options(saved: Mapping[str, Any]) -> AttachmentSaveOptions:
     )
 
 
-def _recipients(configured: str | list[str] | None) -> tuple[str, ...]:
-    """Clean the default recipients (entries made before the list selector hold a string)."""
+def _folders(options: Mapping[str, Any]) -> tuple[str, ...]:
+    """Return the watched folders (older entries hold one ``folder``)."""
+    chosen = options.get(CONF_FOLDERS)
+    if not chosen and options.get(CONF_FOLDER):
+        chosen = [options[CONF_FOLDER]]
+    return tuple(dict.fromkeys(str(f) for f in chosen or () if str(f).strip()))
+
+
+def _items(configured: str | list[str] | None) -> tuple[str, ...]:
+    """Clean a list option (recipients made before the list selector hold a string)."""
     if isinstance(configured, str):
         configured = configured.split(",")
     return tuple(r.strip() for r in configured or () if r and r.strip())

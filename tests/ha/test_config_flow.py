@@ -25,6 +25,7 @@ from custom_components.mail_relay.config_flow import SECTION_TLS
 from custom_components.mail_relay.const import (
     CONF_EMAIL,
     CONF_FOLDER,
+    CONF_FOLDERS,
     CONF_INCOMING_HOST,
     CONF_INCOMING_PORT,
     CONF_INCOMING_SECURITY,
@@ -618,7 +619,7 @@ async def test_options_change_reloads_once(
     before = loaded_entry.runtime_data.coordinator
     result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {CONF_FOLDER: "INBOX", CONF_POLL_INTERVAL: 600}
+        result["flow_id"], {CONF_FOLDERS: ["INBOX"], CONF_POLL_INTERVAL: 600}
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await _assert_reloaded_once(hass, dovecot, mail_user, loaded_entry)
@@ -749,19 +750,21 @@ async def test_imap_options(
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["step_id"] == "imap"
     schema = result["data_schema"].schema
-    folder_selector = schema[CONF_FOLDER]
-    assert "INBOX" in folder_selector.config["options"]
-    base = {CONF_FOLDER: "INBOX", CONF_POLL_INTERVAL: 10}
+    folder_selector = schema[CONF_FOLDERS]
+    assert folder_selector.config["multiple"] is True
+    assert {"value": "INBOX", "label": "INBOX"} in folder_selector.config["options"]
+    base = {CONF_FOLDERS: ["INBOX"], CONF_POLL_INTERVAL: 10}
     with pytest.raises(InvalidData, match="poll_interval"):
         await hass.config_entries.options.async_configure(result["flow_id"], base)
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {CONF_FOLDER: "INBOX", CONF_RECIPIENTS: ["not an address"]}
+        result["flow_id"],
+        {CONF_FOLDERS: ["INBOX"], CONF_RECIPIENTS: ["not an address"]},
     )
     assert result["errors"] == {CONF_RECIPIENTS: "invalid_recipient"}
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
         {
-            CONF_FOLDER: "INBOX",
+            CONF_FOLDERS: ["INBOX"],
             CONF_POLL_INTERVAL: 60,
             CONF_RECIPIENTS: ["a@example.org"],
         },
@@ -778,11 +781,12 @@ async def test_imap_options_when_server_is_down(
     entry_factory: Callable[..., MockConfigEntry],
 ) -> None:
     # Without the trusted certificate the folder list cannot be read: the
-    # current folder is still offered.
+    # current folder (of an entry made before several folders) is still offered.
     entry = entry_factory(mail_user, options={CONF_FOLDER: "Archive"})
     entry.add_to_hass(hass)
     result = await hass.config_entries.options.async_init(entry.entry_id)
-    assert result["data_schema"].schema[CONF_FOLDER].config["options"] == ["Archive"]
+    selector = result["data_schema"].schema[CONF_FOLDERS]
+    assert selector.config["options"] == [{"value": "Archive", "label": "Archive"}]
 
 
 async def test_pop3_options(
@@ -794,7 +798,7 @@ async def test_pop3_options(
     entry.add_to_hass(hass)
     result = await hass.config_entries.options.async_init(entry.entry_id)
     schema = result["data_schema"].schema
-    assert CONF_FOLDER not in schema
+    assert CONF_FOLDERS not in schema
     assert CONF_RETENTION in schema
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],

@@ -58,7 +58,12 @@ async def test_the_mark_is_stored_before_the_next_event(
     @callback
     def on_mail(event: Event) -> None:
         stored = _stored(hass_storage, entry)
-        seen.append((event.data["uid"], dict(stored.get(protocol) or {})))
+        mark = (
+            (stored.get("imap_folders") or {}).get("INBOX")
+            if protocol == "imap"
+            else stored.get("pop3")
+        )
+        seen.append((event.data["uid"], dict(mark or {})))
 
     hass.bus.async_listen(EVENT_NEW_MAIL, on_mail)
     await hass.async_add_executor_job(

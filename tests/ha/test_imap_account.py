@@ -18,6 +18,8 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.mail_relay.const import (
+    CONF_FILTER_SENDERS,
+    CONF_FILTER_SUBJECT,
     CONF_RECIPIENTS,
     CONF_SENDER_NAME,
     DOMAIN,
@@ -296,6 +298,8 @@ async def test_diagnostics_redact_secrets(
         options={
             CONF_RECIPIENTS: ["alice@example.org", "bob@example.net"],
             CONF_SENDER_NAME: "Maison Dupont",
+            CONF_FILTER_SENDERS: ["notaire@etude-durand.fr"],
+            CONF_FILTER_SUBJECT: "Succession Dupont",
         },
     )
     await setup(hass, entry)
@@ -308,6 +312,9 @@ async def test_diagnostics_redact_secrets(
     assert mail_user.address not in text
     for name in ("alice@example.org", "bob@example.net", "Maison", "carol@"):
         assert name not in text
+    assert "durand" not in text  # the filter says whom the user waits mail from
+    assert "Succession" not in text
+    assert diag["state"]["folders"] == ["INBOX"]
     assert diag["entry"]["options"][CONF_RECIPIENTS] == "**REDACTED**"
     assert diag["state"]["last_error"] == "login of **REDACTED** refused"
     assert diag["state"]["connected"] is True

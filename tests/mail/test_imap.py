@@ -505,7 +505,7 @@ async def test_recreated_folder_reports_what_arrived_after_the_last_event(
     await client.create_folder(folder)
     await client.logout()
     first = Sink()
-    watcher = make_watcher(settings, first, tls_context, folder=folder)
+    watcher = make_watcher(settings, first, tls_context, folders=(folder,))
     reported = make_message("reported before", to=mail_user.address)
     async with running(watcher):
         client = ImapClient(settings, ssl_context=tls_context)
@@ -531,7 +531,9 @@ async def test_recreated_folder_reports_what_arrived_after_the_last_event(
         ],
     )
     second = Sink()
-    watcher = make_watcher(settings, second, tls_context, folder=folder, state=saved)
+    watcher = make_watcher(
+        settings, second, tls_context, folders=(folder,), state=saved
+    )
     async with running(watcher):
         await second.wait(lambda: len(second.events) == 2)
         assert watcher.state.uidvalidity != saved.uidvalidity

@@ -11,7 +11,7 @@ import asyncio
 from custom_components.mail_relay.mail.imap import FolderState, ImapWatcher
 from custom_components.mail_relay.mail.message import MailEvent
 from custom_components.mail_relay.mail.models import Protocol, Security, ServerSettings
-from custom_components.mail_relay.mail.options import ImapWatchOptions
+from custom_components.mail_relay.mail.options import FilterOptions, ImapWatchOptions
 from custom_components.mail_relay.mail.probe import SEARCH_INCONSISTENT, test_login
 from tests.mailserver.scripted import ScriptedImapServer
 
@@ -145,3 +145,33 @@ async def test_a_server_refusing_uid_fetch_ranges_is_asked_by_search() -> None:
             assert await client.new_uids(62) == [63, 64, 65]
         finally:
             await client.logout()
+
+
+async def test_a_filter_is_not_narrowed_by_a_broken_search() -> None:
+    """The filter's SEARCH would find nothing here: the probe says so, mail is judged here."""
+    async with ScriptedImapServer(dict(MAILUTILS), GREETING) as server:
+        events: list[MailEvent] = []
+        done = asyncio.Event()
+
+        async def on_message(event: MailEvent) -> None:
+            events.append(event)
+
+        watcher = ImapWatcher(
+            _settings(server.port),
+            account="user",
+            state=FolderState(UIDVALIDITY, 62),
+            on_message=on_message,
+            on_status=lambda status: status.unread is None or done.set(),
+            options=ImapWatchOptions(poll_interval=3600),
+            filter=FilterOptions(subject_contains="courrier 6"),
+        )
+        task = asyncio.create_task(watcher.run())
+        try:
+            async with asyncio.timeout(10):
+                await done.wait()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await watcher.close()
+    assert [e.subject for e in events] == ["Courrier 63", "Courrier 64", "Courrier 65"]
+    assert not any("SUBJECT" in c for c in server.commands)

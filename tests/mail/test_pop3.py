@@ -23,6 +23,7 @@ from custom_components.mail_relay.mail.errors import (
 from custom_components.mail_relay.mail.message import MailEvent
 from custom_components.mail_relay.mail.models import Security, ServerSettings
 from custom_components.mail_relay.mail.options import (
+    FilterOptions,
     Pop3PollOptions,
     Retention,
     Timeouts,
@@ -582,3 +583,37 @@ async def test_a_server_that_drips_cannot_hold_a_poll(
         await poller.poll_once(seen)
         await poller.poll_once(seen)
     assert seen.subjects == ["during the slow spell"]
+
+
+async def test_filter_after_top_fires_only_for_matches_and_deletes_only_those(
+    dovecot: DovecotServer, mail_user: MailUser, trust_test_cert: Path
+) -> None:
+    """Mail the filter passes over fires nothing, is never reported later, and stays.
+
+    With deletion after download, only mail that fired an event is deleted:
+    the user asked for no event, not for less mail.
+    """
+    poller = make_poller(
+        dovecot,
+        mail_user,
+        Pop3State(),
+        retention=Retention.DELETE,
+        filter=FilterOptions(senders=("maison.fr",), subject_contains="porte"),
+    )
+    dovecot.deliver(
+        mail_user,
+        [
+            make_message("Porte ouverte", sender="spam@example.net"),
+            make_message("La porte du garage", sender="capteur@cave.maison.fr"),
+            make_message("Facture", sender="compta@maison.fr"),
+        ],
+    )
+    seen = Recorder()
+    assert await poller.poll_once(seen) == PollResult(count=2, new=3, deleted=1)
+    assert seen.subjects == ["La porte du garage"]
+    assert dovecot.message_count(mail_user) == 2
+    # Without the filter now: the mail it passed over is not replayed.
+    again = make_poller(dovecot, mail_user, poller.state, retention=Retention.DELETE)
+    dovecot.deliver(mail_user, make_message("Bonjour", sender="ami@example.net"))
+    assert await again.poll_once(seen) == PollResult(count=2, new=1, deleted=1)
+    assert seen.subjects == ["La porte du garage", "Bonjour"]

@@ -52,10 +52,33 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
-class ImapWatchOptions:
-    """How one IMAP folder is watched."""
+class FilterOptions:
+    """Which new mail becomes an event; the rest is passed over (the mark moves on).
 
-    folder: str = "INBOX"
+    ``senders``: addresses (``alarm@example.org``) or domains (``example.org``
+    or ``@example.org``, subdomains included); any one matches. Empty: every
+    sender. ``subject_contains``: a case-insensitive piece of the subject.
+    The rule is ``mail.filtering.accepts``.
+    """
+
+    senders: tuple[str, ...] = ()
+    subject_contains: str = ""
+    unseen_only: bool = False
+
+    @property
+    def active(self) -> bool:
+        """Whether any mail can be passed over."""
+        return bool(self.senders or self.subject_contains or self.unseen_only)
+
+
+@dataclass(frozen=True, slots=True)
+class ImapWatchOptions:
+    """How the folders of one IMAP account are watched (on one connection)."""
+
+    # The first is the one kept selected (IDLE there); the others are pushed
+    # by NOTIFY when the server offers it, else looked at (STATUS) on each
+    # IDLE renewal or poll.
+    folders: tuple[str, ...] = ("INBOX",)
     push: bool = True  # IDLE when the server offers it, else poll
     poll_interval: float = 300.0  # seconds between NOOPs without IDLE
     # Seconds in IDLE before DONE and a new IDLE: how a dead link is found. A
@@ -75,6 +98,11 @@ class ImapWatchOptions:
     # After a restart, mail older than this (by INTERNALDATE) that arrived
     # while we were away is skipped rather than reported hours late.
     catchup_hours: float = 24.0
+
+    @property
+    def folder(self) -> str:
+        """The first folder: the one kept selected, the actions' default."""
+        return self.folders[0] if self.folders else "INBOX"
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,10 +63,11 @@ from .errors import (
     StartTlsUnavailableError,
     TlsError,
 )
+from .filtering import accepts
 from .message import MailEvent, event_from_message
 from .models import Security, ServerSettings
 from .oauth import sasl
-from .options import EventOptions, Pop3PollOptions, Retention, Timeouts
+from .options import EventOptions, FilterOptions, Pop3PollOptions, Retention, Timeouts
 from .tls import create_ssl_context
 from .trace import MASK, RECV, SEND, Trace
 
@@ -451,6 +452,7 @@ class Pop3Poller:
         ssl_context: ssl.SSLContext | None = None,
         options: Pop3PollOptions | None = None,
         event: EventOptions | None = None,
+        filter: FilterOptions | None = None,
         timeouts: Timeouts | None = None,
         clock: Callable[[], float] = time.time,
         trace: Trace | None = None,
@@ -475,6 +477,7 @@ class Pop3Poller:
         self.baseline_pending = state is None
         self._options = options or Pop3PollOptions()
         self._event = event or EventOptions()
+        self._filter = filter or FilterOptions()
         self._ssl_context = ssl_context
         timeouts = timeouts or Timeouts()
         self._timeout = timeouts.io
@@ -590,6 +593,12 @@ class Pop3Poller:
         new = [(n, u) for n, u in sorted(listing.items()) if u not in seen]
         for number, uidl in new:
             event = await self._call(client, partial(self._fetch, client, number, uidl))
+            # POP3 has no flags: everything it lists is unread to us.
+            if not accepts(self._filter, event, seen=False):
+                # Passed over for good, and never deleted by retention (which
+                # spares BASELINE): the user asked for no event, not for less mail.
+                seen[uidl] = BASELINE
+                continue
             if self._before_event is not None:
                 event = await self._before_event(
                     event, partial(self._read_whole_async, client, number)

@@ -157,3 +157,17 @@ async def list_folders(
     names = sorted(set(folders), key=str.casefold)
     inbox = [n for n in names if n.upper() == "INBOX"]
     return inbox + [n for n in names if n.upper() != "INBOX"]
+
+
+async def list_folder_uses(
+    settings: ServerSettings, *, io_timeout: float = DEFAULT_TIMEOUT
+) -> list[tuple[str, str | None]]:
+    """Log in and return the IMAP folders with their special use, INBOX first."""
+    client = await imap_login(settings, io_timeout)
+    try:
+        found = dict(await client.folder_uses())
+    finally:
+        await client.logout()
+    names = sorted(found, key=str.casefold)
+    inbox = [n for n in names if n.upper() == "INBOX"]
+    return [(n, found[n]) for n in inbox + [n for n in names if n.upper() != "INBOX"]]

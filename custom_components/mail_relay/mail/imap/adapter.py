@@ -2,7 +2,8 @@
 
 Every use of aioimaplib in the mail core is here: its protocol object
 (subclassed as ``_Protocol`` to trace the wire and note new-mail hints), its
-``Command`` and ``FetchCommand`` objects, its states and exceptions, and the
+``Command`` and ``FetchCommand`` objects, its command table (NOTIFY added),
+its states and exceptions, and the
 attributes of the protocol the connection drives (``pending_sync_command``,
 ``pending_async_commands``, ``idle_queue``, ``incomplete_line``,
 ``transport``, ``state``, ``capabilities``, ``literal_data``,
@@ -64,11 +65,23 @@ Command = Any  # aioimaplib.Command
 # The state a folder is open in (aioimaplib only knows SELECT).
 SELECTED = aioimaplib.SELECTED
 
+# aioimaplib refuses commands missing from its table: NOTIFY (RFC 5465) is.
+aioimaplib.Commands.setdefault(
+    "NOTIFY",
+    aioimaplib.Cmd(
+        "NOTIFY", (aioimaplib.AUTH, aioimaplib.SELECTED), aioimaplib.Exec.is_sync
+    ),
+)
+
 
 # -- the protocol object ----------------------------------------------------------
 
 _NEW_MAIL = re.compile(rb"\*?\s*\d+\s+(EXISTS|RECENT)\b", re.IGNORECASE)
-_CHANGE = re.compile(rb"\*?\s*(\d+\s+(EXISTS|RECENT|EXPUNGE|FETCH)\b|VANISHED\b)", re.I)
+_CHANGE = re.compile(
+    rb"\*?\s*(\d+\s+(EXISTS|RECENT|EXPUNGE|FETCH)\b|VANISHED\b|STATUS\b)", re.I
+)
+# Under NOTIFY (RFC 5465) another folder's news: ``* STATUS name (UIDNEXT n)``.
+_STATUS = re.compile(rb"\*?\s*STATUS\b", re.IGNORECASE)
 _BYE = re.compile(rb"\*?\s*BYE\b", re.IGNORECASE)
 _GREETING = re.compile(rb"\*\s+(OK|PREAUTH)\b", re.IGNORECASE)
 _GREETING_BYE = re.compile(rb"\*\s+BYE\b", re.IGNORECASE)
@@ -113,6 +126,8 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         # Set when the server announced new mail outside IDLE (aioimaplib drops
         # such untagged answers); the watcher searches again before idling.
         self.new_mail_hint = False
+        # Set when another folder's STATUS came unasked (NOTIFY).
+        self.status_hint = False
         # Why we cut the connection (an answer too large, not IMAP), raised
         # to every waiting command instead of "connection lost".
         self.refused: MailError | None = None
@@ -215,6 +230,16 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         super().send(line, scrub)
 
     def _untagged_response(self, line: bytes) -> Any:  # noqa: ANN401
+        if _STATUS.match(line):
+            # Ours when a STATUS command waits; else news of another folder
+            # (NOTIFY), noted, and kept out of the answer of what is running.
+            sync = self.pending_sync_command
+            if sync is None and "STATUS" in self.pending_async_commands:
+                return super()._untagged_response(line)
+            self.status_hint = True
+            if sync is not None and sync.name == "IDLE":
+                return super()._untagged_response(line)  # ends the IDLE wait
+            return None
         if _NEW_MAIL.match(line):
             self.new_mail_hint = True
             if (

@@ -44,10 +44,11 @@ from .parse import (
     fetched_message,
     parse_list,
     parse_namespace,
+    parse_status,
     response_data,
     text_bytes_for,
 )
-from .syntax import _chunks, imap_date, mailbox_arg, quote, uid_set
+from .syntax import _chunks, encode_mailbox, imap_date, mailbox_arg, quote, uid_set
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -62,6 +63,9 @@ BATCH_SIZE = 100
 SEARCH_WINDOW = 10_000
 # Bytes of each text part fetched for the ``fetch`` action.
 FULL_TEXT_BYTES = 1024 * 1024
+
+# RFC 6154's special uses, as the options form names them.
+SPECIAL_USES = ("sent", "drafts", "junk", "trash", "archive", "all", "flagged")
 
 # Where mail clients keep sent mail, when the server flags none \Sent.
 SENT_FOLDER_NAMES = (
@@ -86,6 +90,9 @@ class ImapClient(ImapConnection):
     watcher: the watcher keeps its folder selected and sits in IDLE.
     """
 
+    # The server's name of the selected folder (``INBOX.Archive`` for ``Archive``).
+    selected_wire: str | None = None
+
     # -- folders ------------------------------------------------------------
 
     async def select(self, folder: str, readonly: bool = False) -> tuple[int, int]:
@@ -109,6 +116,7 @@ class ImapClient(ImapConnection):
             uidvalidity = _int(codes.get("UIDVALIDITY"))
             uidnext = _int(codes.get("UIDNEXT"))
             self.selected = folder
+            self.selected_wire = wire_name
             if uidnext is None:
                 uidnext = await self._uidnext_by_search()
             self.uidvalidity = uidvalidity or 0
@@ -139,6 +147,17 @@ class ImapClient(ImapConnection):
     async def list_folders(self) -> list[str]:
         """Names of the folders that can be selected, decoded."""
         return [name for name, _ in await self._folders_with_flags()]
+
+    async def folder_uses(self) -> list[tuple[str, str | None]]:
+        r"""Return the selectable folders with their special use (RFC 6154), if any.
+
+        The use is the flag's name without its backslash, lower case
+        (``sent`` for ``\Sent``), for the options form's labels.
+        """
+        return [
+            (name, next((u for u in SPECIAL_USES if f"\\{u}" in flags), None))
+            for name, flags in await self._folders_with_flags()
+        ]
 
     async def namespace(self) -> Namespace:
         """Where the user's folders live: NAMESPACE (RFC 2342), delimiter from LIST.
@@ -204,16 +223,17 @@ class ImapClient(ImapConnection):
         await self.create_folder(sent)
         return sent
 
-    async def append(self, folder: str, message: bytes) -> None:
-        """Store a copy of a message (marked read) in a folder.
+    async def append(self, folder: str, message: bytes, *, seen: bool = True) -> None:
+        """Store a copy of a message (marked read unless ``seen=False``) in a folder.
 
         Line ends become CRLF, as RFC 3501 wants: Cyrus refuses bare newlines.
         """
         message = re.sub(rb"\r?\n", b"\r\n", message)
         async with self._lock:
             proto = self._require()
+            flags = ["(\\Seen)"] if seen else []
             command = self._command(
-                "APPEND", mailbox_arg(folder), "(\\Seen)", f"{{{len(message)}}}"
+                "APPEND", mailbox_arg(folder), *flags, f"{{{len(message)}}}"
             )
             # aioimaplib sends this literal when the server asks for it.
             proto.literal_data = message
@@ -234,16 +254,70 @@ class ImapClient(ImapConnection):
         all), which lags behind mail delivered since the last command, so a
         stale UIDNEXT would hide that mail until the next change.
         """
-        async with self._lock:
-            if folder == self.selected:
+        if folder == self.selected:
+            async with self._lock:
                 await self._execute(self._command("NOOP"))  # a refusal changes nothing
+        found = await self.status(folder, "UIDNEXT")
+        return None if found is None else found.get("UIDNEXT")
+
+    async def status(self, folder: str, items: str) -> dict[str, int] | None:
+        """STATUS of one folder (``items``: ``UIDNEXT UIDVALIDITY``...); None if refused.
+
+        Only the answer naming this folder counts: under NOTIFY another
+        folder's STATUS may come in the same response.
+        """
+        wire = (
+            self.selected_wire
+            if folder == self.selected and self.selected_wire
+            else await self.resolve_folder(folder)
+        )
+        async with self._lock:
             response = await self._execute(
-                self._command("STATUS", mailbox_arg(folder), "(UIDNEXT)")
+                self._command("STATUS", mailbox_arg(wire), f"({items})")
             )
         if response.result != "OK":
             return None
-        match = re.search(rb"\bUIDNEXT\s+(\d+)", response_data(response.lines))
-        return int(match.group(1)) if match else None
+        answers = parse_status(response.lines)
+        ours = answers.pop(encode_mailbox(wire), None) or answers.pop(wire, None)
+        if answers and self._proto is not None:
+            self._proto.status_hint = True  # another folder's news came along
+        return ours
+
+    async def notify(self, others: list[str]) -> bool:
+        """Ask for pushed news of the selected folder and of ``others`` (RFC 5465).
+
+        The server then sends ``EXISTS`` for the selected folder and
+        ``STATUS`` for the others, in IDLE and between commands. False when
+        it is not offered or refused: the caller polls the others instead.
+        """
+        if "NOTIFY" not in self.capabilities:
+            return False
+        wires = [mailbox_arg(await self.resolve_folder(f)) for f in others]
+        spec = ["(selected (MessageNew MessageExpunge))"]
+        if wires:
+            spec.append(f"(mailboxes ({' '.join(wires)}) (MessageNew MessageExpunge))")
+        async with self._lock:
+            response = await self._execute(self._command("NOTIFY", "SET", *spec))
+        if response.result != "OK":
+            _LOGGER.debug("NOTIFY refused, polling instead: %s", _last_text(response))
+            return False
+        return True
+
+    async def search_uids(self, uids: list[int], criteria: str) -> list[int]:
+        """Which of these UIDs (selected folder) also match SEARCH ``criteria``."""
+        if not uids:
+            return []
+        wanted = set(uids)
+        found: set[int] = set()
+        for batch in _chunks(sorted(wanted), BATCH_SIZE * 10):
+            async with self._lock:
+                response = await self._ok(
+                    self._command(
+                        "SEARCH", "UID", uid_set(batch), criteria, prefix="UID"
+                    )
+                )
+            found.update(_numbers(response))
+        return sorted(found & wanted)
 
     async def new_uids(self, last_uid: int, uidnext: int | None = None) -> list[int]:
         """UIDs above the mark, ascending, at most ``SEARCH_WINDOW`` of them.
@@ -364,6 +438,14 @@ class ImapClient(ImapConnection):
         if proto is None:
             return False
         hint, proto.new_mail_hint = proto.new_mail_hint, False
+        return bool(hint)
+
+    def take_status_hint(self) -> bool:
+        """Whether another folder's STATUS came unasked (NOTIFY) since the last call."""
+        proto = self._proto
+        if proto is None:
+            return False
+        hint, proto.status_hint = proto.status_hint, False
         return bool(hint)
 
     async def fetch_messages(

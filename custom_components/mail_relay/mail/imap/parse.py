@@ -414,9 +414,52 @@ def _numbers(response: Response) -> list[int]:
     """Numbers of SEARCH answer lines (aioimaplib strips the ``SEARCH`` word)."""
     out: list[int] = []
     for line in response.lines[:-1]:
-        if isinstance(line, bytes):
-            out.extend(int(tok) for tok in line.split() if tok.isdigit())
+        if not isinstance(line, bytes):
+            continue
+        tokens = line.partition(b"(")[0].split()  # "(MODSEQ n)" is no UID
+        # "3 EXISTS", "STATUS Work (...)": a notice that came during the
+        # SEARCH, not its answer; its numbers are no UIDs.
+        if any(not t.isdigit() and t.upper() != b"SEARCH" for t in tokens):
+            continue
+        out.extend(int(tok) for tok in tokens if tok.isdigit())
     return out
+
+
+def parse_status(lines: list[Any]) -> dict[str, dict[str, int]]:
+    """``STATUS name (UIDNEXT 5 ...)`` answers by folder (wire name, undecoded).
+
+    With NOTIFY a server sends such answers for other folders at any time,
+    one may arrive during our own STATUS: each is read for its own folder.
+    """
+    found: dict[str, dict[str, int]] = {}
+    for line in lines[:-1]:  # the last is the tagged status line
+        if not isinstance(line, bytes):
+            continue
+        match = _STATUS_LINE.match(line)
+        if match is None:
+            continue
+        name = match.group("quoted")
+        if name is not None:
+            wire = re.sub(rb"\\(.)", rb"\1", name).decode("utf-8", "replace")
+        else:
+            wire = match.group("atom").decode("utf-8", "replace")
+        items = match.group("items").split()
+        values = {
+            key.decode("ascii", "replace").upper(): int(value)
+            for key, value in zip(items[::2], items[1::2], strict=False)
+            if value.isdigit()
+        }
+        if values:
+            found.setdefault(wire, {}).update(values)
+    return found
+
+
+# aioimaplib hands our own STATUS answers over without "* STATUS".
+_STATUS_LINE = re.compile(
+    rb'^(?:\*\s+)?(?:STATUS\s+)?(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<atom>[^\s(]+))'
+    rb"\s*\((?P<items>[^)]*)\)",
+    re.IGNORECASE,
+)
 
 
 def _response_codes(response: Response) -> dict[str, str]:

@@ -104,3 +104,33 @@ def imap_date(day: date) -> str:
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for index in range(0, len(items), size):
         yield items[index : index + size]
+
+
+def search_criteria(
+    senders: tuple[str, ...], subject_contains: str, unseen_only: bool
+) -> str | None:
+    """SEARCH keys that narrow new mail to what may pass the filter; None: no narrowing.
+
+    Each value is user text, quoted (``quote``). Values a quoted string
+    cannot carry (non-ASCII would need a literal and a CHARSET; control
+    characters none) are left to the client's check (``filtering.accepts``),
+    which applies to whatever the server lets through.
+    """
+    keys: list[str] = []
+    if unseen_only:
+        keys.append("UNSEEN")
+    usable = [s.strip().lstrip("@") for s in senders]
+    if senders and all(_searchable(s) for s in usable):
+        terms = [f"FROM {quote(s)}" for s in usable]
+        while len(terms) > 1:  # OR takes two keys: fold pairwise
+            terms = [*terms[:-2], f"OR {terms[-2]} {terms[-1]}"]
+        keys.append(terms[0])
+    subject = subject_contains.strip()
+    if _searchable(subject):
+        keys.append(f"SUBJECT {quote(subject)}")
+    return " ".join(keys) or None
+
+
+def _searchable(value: str) -> bool:
+    """Whether a quoted string carries ``value`` to SEARCH as it is."""
+    return bool(value) and value.isascii() and value.isprintable()
