@@ -257,7 +257,13 @@ class DeviceTriggerAuthor(Newcomer):
         Session.__init__(self, page, env, ui, "device-trigger")
 
     def add_device_trigger(self, device_name: str, subject_contains: str) -> None:
-        """Add trigger → Device → the account → Mail received, with a condition."""
+        """Add trigger → Device → the account → Mail received, with a condition.
+
+        Older frontends list "Device" among the trigger types and edit it in
+        place; newer ones open the dialog "By target", keep "Device" under
+        "By type" (a group holding the one Device trigger) and edit the new
+        trigger in a sidebar.
+        """
         from playwright.sync_api import expect
 
         page = self.page
@@ -266,17 +272,25 @@ class DeviceTriggerAuthor(Newcomer):
             "button", name=re.compile(r"^Add trigger$", re.I)
         ).first.click()
         picker = page.locator("add-automation-element-dialog")
-        picker.get_by_text("Device", exact=True).first.click()
+        by_type = picker.get_by_role("button", name="By type", exact=True)
+        device_item = picker.get_by_text("Device", exact=True).first
+        expect(by_type.or_(device_item).first).to_be_visible()
+        if by_type.is_visible():
+            by_type.click()
+            device_item.click()
+            # The group shows its triggers on the right: the one Device trigger.
+            device_item = (
+                picker.locator("ha-automation-add-items")
+                .get_by_role("listitem")
+                .filter(has_text=re.compile(r"^\s*Device\b"))
+            )
+            self.shot("3-by-type")
+        device_item.click()
         self.shot("3-device")
         device = editor.locator("ha-device-picker").first
-        device.click()
-        page.keyboard.type(device_name)
-        page.get_by_role(
-            "option", name=re.compile(re.escape(device_name))
-        ).first.click()
+        self.pick(device, device_name)
         trigger = editor.locator("ha-device-trigger-picker").first
-        trigger.click()
-        page.get_by_role("option", name="Mail received").first.click()
+        self.pick(trigger, "Mail received")
         expect(
             editor.get_by_text("Only from verified senders (DMARC or DKIM)").first
         ).to_be_visible()
@@ -289,6 +303,28 @@ class DeviceTriggerAuthor(Newcomer):
         expect(subject).to_have_value(subject_contains)
         page.wait_for_timeout(300)
         self.shot("3-mail-received")
+
+    def pick(self, picker: Locator, name: str) -> None:
+        """Open a picker and choose ``name`` from its list.
+
+        Older frontends drop a list of options down; newer ones open a
+        popover with its own search field (searched here, as a person with
+        many devices would) over a list of items.
+        """
+        from playwright.sync_api import expect
+
+        page = self.page
+        picker.click()
+        search = picker.locator("ha-picker-combo-box input")
+        choice = page.get_by_role("option", name=re.compile(re.escape(name))).or_(
+            picker.locator("ha-picker-combo-box ha-combo-box-item").filter(
+                has_text=name
+            )
+        )
+        expect(search.or_(choice).first).to_be_visible()
+        if search.is_visible():
+            search.fill(name)
+        choice.first.click()
 
     def yaml_text(self) -> str:
         """⋮ → Edit in YAML; return what the editor shows."""
@@ -362,7 +398,11 @@ def test_a_device_trigger_built_in_the_editor_runs_on_matching_mail(
 
     # Its trace says what started it.
     author.page.goto(e2e.hass.url + f"/config/automation/trace/{automation_id}")
-    author.page.get_by_text("Trace Timeline", exact=True).click()
+    # "Trace Timeline" until 2025, "Trace timeline" since.
+    timeline = re.compile(r"^\s*Trace timeline\s*$", re.I)
+    author.page.get_by_role("tab", name=timeline).or_(
+        author.page.get_by_text(timeline)
+    ).first.click()
     received = re.compile(f"mail received by {re.escape(user.address)}")
     expect(author.page.get_by_text(received).first).to_be_visible()
     author.shot("5-trace")
