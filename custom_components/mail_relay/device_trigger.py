@@ -22,6 +22,7 @@ from homeassistant.helpers.trigger import TriggerActionType, TriggerInfo
 from homeassistant.helpers.typing import ConfigType
 
 from .const import DOMAIN, EVENT_NEW_MAIL
+from .mail.filtering import sender_matches
 
 TRIGGER_MAIL_RECEIVED = "mail_received"
 CONF_SENDER = "sender"  # an address, or a domain (with or without "@")
@@ -72,19 +73,15 @@ async def async_get_trigger_capabilities(
 def mail_matches(config: Mapping[str, Any], data: Mapping[str, Any]) -> bool:
     """Say whether an event's data meets the trigger's optional conditions.
 
-    ``sender`` is an address (equal, ignoring case) or a domain (the sender's
-    domain, ignoring case); ``subject_contains`` ignores case too;
+    ``sender`` is an address or a domain (its subdomains too), by the
+    account filter's rule; ``subject_contains`` ignores case;
     ``sender_verified: true`` asks for the event's ``sender_verified`` (DMARC
     or aligned DKIM passed, by the receiving server's Authentication-Results),
     and ``false`` asks for nothing, as the editor's switch left off.
     """
-    if wanted := str(config.get(CONF_SENDER) or "").strip().lower():
-        sender = str(data.get("sender") or "").lower()
-        if "@" in wanted.lstrip("@"):
-            if sender != wanted:
-                return False
-        elif sender.rpartition("@")[2] != wanted.lstrip("@"):
-            return False
+    wanted = str(config.get(CONF_SENDER) or "")
+    if wanted.strip() and not sender_matches(wanted, data.get("sender")):
+        return False
     part = str(config.get(CONF_SUBJECT_CONTAINS) or "").casefold()
     if part and part not in str(data.get("subject") or "").casefold():
         return False

@@ -441,12 +441,12 @@ async def test_auto_save_is_a_block_of_the_options(
         "directory": str(tmp_path / "outside"),
     }
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {"folder": "INBOX", "attachments": chosen}
+        result["flow_id"], {"folders": ["INBOX"], "attachments": chosen}
     )
     assert result["errors"] == {"base": "directory_not_allowed"}
     chosen["directory"] = str(media_dir / "pdf")
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {"folder": "INBOX", "attachments": chosen}
+        result["flow_id"], {"folders": ["INBOX"], "attachments": chosen}
     )
     assert result["type"] == "create_entry"
     await hass.async_block_till_done()

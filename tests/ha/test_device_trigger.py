@@ -248,8 +248,12 @@ async def test_conditions_filter_the_mail(
         "Porte du garage",
     ]
     assert runs(calls, "address") == ["La PORTE est ouverte"]
-    # A domain is the sender's domain, not a suffix of it.
-    assert runs(calls, "domain") == ["La PORTE est ouverte", "Porte du garage"]
+    # A domain matches its subdomains too, as the account filter does.
+    assert runs(calls, "domain") == [
+        "La PORTE est ouverte",
+        "Porte fermée",
+        "Porte du garage",
+    ]
     assert runs(calls, "at domain") == runs(calls, "domain")
     assert runs(calls, "subject") == [
         "La PORTE est ouverte",
