@@ -36,6 +36,7 @@ from custom_components.mail_relay.mail.errors import (
     OAuthRequiredError,
     OAuthTokenRefused,
     SendError,
+    SignInError,
     StartTlsUnavailableError,
     TlsError,
     TokenRefreshRefused,
@@ -43,7 +44,6 @@ from custom_components.mail_relay.mail.errors import (
     UnconfirmedSendError,
 )
 from custom_components.mail_relay.mail.models import ServerSettings
-from custom_components.mail_relay.mail.oauth.http import SignInError
 
 
 class Exit(IntEnum):

@@ -93,11 +93,10 @@ from .const import (
 from .errors import flow_error_key
 from .mail.autoconfig import AutoconfigSettings, DetectedSettings, Source, detect
 from .mail.bounds import MAX_ATTACHMENT_BYTES
-from .mail.errors import MailError
+from .mail.errors import MailError, SignInError
 from .mail.models import Protocol, Security, ServerSettings
 from .mail.oauth import StaticTokenSource, TokenSource
 from .mail.oauth.device import DeviceFlow, start_device_flow
-from .mail.oauth.http import SignInError
 from .mail.oauth.tokens import OAuthClient
 from .mail.options import MIN_POLL_INTERVAL, AttachmentSaveOptions, Pop3PollOptions
 from .mail.probe import list_folder_uses, test_login

@@ -28,6 +28,7 @@ from .mail.errors import (
     OAuthTokenRefused,
     ProtocolError,
     SendError,
+    SignInError,
     StartTlsUnavailableError,
     TokenRefreshRefused,
     TokenServiceUnavailable,
@@ -82,6 +83,13 @@ TABLE: tuple[Row, ...] = (
         Outcome(ConfigEntryAuthFailed, "oauth_refresh_refused"),
         Outcome(HomeAssistantError, "oauth_refresh_refused"),
         Outcome(HomeAssistantError, "oauth_refresh_refused"),
+    ),
+    Row(
+        SignInError,
+        "sign_in_failed",
+        Outcome(ConfigEntryAuthFailed, "sign_in_failed"),
+        Outcome(HomeAssistantError, "sign_in_failed"),
+        Outcome(HomeAssistantError, "sign_in_failed"),
     ),
     Row(
         TokenServiceUnavailable,

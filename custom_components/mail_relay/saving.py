@@ -47,7 +47,7 @@ from .mail.errors import MailError
 from .mail.message import MailEvent
 from .mail.models import Protocol
 from .mail.options import AttachmentSaveOptions
-from .services import ATTR_CONFIG_ENTRY_ID, ATTR_FOLDER, _session, loaded_entry
+from .services import ATTR_CONFIG_ENTRY_ID, ATTR_FOLDER, imap_session, loaded_entry
 
 SERVICE_SAVE_ATTACHMENTS = "save_attachments"
 ATTR_UID = "uid"
@@ -125,7 +125,7 @@ async def async_save_attachments(
                 translation_placeholders={"uid": uid},
             )
         # The session turns core errors into translated ones.
-        async with _session(hass, entry, folder) as client:
+        async with imap_session(hass, entry, folder) as client:
             candidates = await client.attachment_candidates(int(uid))
             return await save_all(candidates, rules, directory)
     try:

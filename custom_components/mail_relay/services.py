@@ -141,7 +141,7 @@ async def _async_save_sent_copy(
 ) -> None:
     """APPEND a sent message to the account's Sent folder (the user keeps a copy)."""
     try:
-        async with _session(hass, entry, None) as client:
+        async with imap_session(hass, entry, None) as client:
             await client.append(await client.sent_folder(), message)
     except HomeAssistantError as err:
         LOGGER.warning(
@@ -258,7 +258,7 @@ def _imap_entry(hass: HomeAssistant, entry_id: str) -> MailRelayConfigEntry:
 
 
 @asynccontextmanager
-async def _session(
+async def imap_session(
     hass: HomeAssistant, entry: MailRelayConfigEntry, folder: str | None
 ) -> AsyncIterator[ImapClient]:
     """Connect, select the folder, and always log out."""
@@ -295,13 +295,13 @@ async def _on_messages(
 ) -> None:
     """Run one IMAP action on the messages the call names, in its folder."""
     entry = _imap_entry(call.hass, call.data[ATTR_CONFIG_ENTRY_ID])
-    async with _session(call.hass, entry, call.data.get(ATTR_FOLDER)) as client:
+    async with imap_session(call.hass, entry, call.data.get(ATTR_FOLDER)) as client:
         await act(client, call.data[ATTR_UID])
 
 
 async def _fetch(call: ServiceCall) -> ServiceResponse:
     entry = _imap_entry(call.hass, call.data[ATTR_CONFIG_ENTRY_ID])
-    async with _session(call.hass, entry, call.data.get(ATTR_FOLDER)) as client:
+    async with imap_session(call.hass, entry, call.data.get(ATTR_FOLDER)) as client:
         message: dict[str, Any] = await client.fetch_full(call.data[ATTR_UID])
     return message
 

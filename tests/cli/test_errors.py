@@ -21,6 +21,7 @@ CODES = {
     "OAuthRequiredError": Exit.OAUTH,
     "OAuthTokenRefused": Exit.SIGN_IN,
     "TokenRefreshRefused": Exit.SIGN_IN,
+    "SignInError": Exit.SIGN_IN,
     "TokenServiceUnavailable": Exit.CONNECTION,
     "TokenExpiredError": Exit.CONNECTION,
     "AuthError": Exit.AUTH,
@@ -41,6 +42,8 @@ CODES = {
 def make(cls: type[MailError]) -> MailError:
     if cls is SendError:
         return SendError(550, "no such user", permanent=True)
+    if cls is core.SignInError:
+        return core.SignInError("denied", "why")
     return cls("why")
 
 

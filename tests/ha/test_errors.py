@@ -40,6 +40,8 @@ CORE_ERRORS = [
 def make(cls: type[MailError], text: str = "boom") -> MailError:
     if cls is SendError:
         return SendError(554, "5.7.1 spam", permanent=True)
+    if cls is core.SignInError:
+        return core.SignInError("denied", text)
     return cls(text)
 
 
@@ -51,6 +53,8 @@ EXPECTED = [
     ("TokenRefreshRefused", "oauth_refresh_refused",
      (ConfigEntryAuthFailed, "oauth_refresh_refused"),
      (HomeAssistantError, "oauth_refresh_refused"), "oauth_refresh_refused"),
+    ("SignInError", "sign_in_failed", (ConfigEntryAuthFailed, "sign_in_failed"),
+     (HomeAssistantError, "sign_in_failed"), "sign_in_failed"),
     ("TokenServiceUnavailable", "oauth_unavailable",
      (ConfigEntryNotReady, "oauth_unavailable"),
      (HomeAssistantError, "oauth_unavailable"), "oauth_unavailable"),

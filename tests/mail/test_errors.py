@@ -20,6 +20,7 @@ def test_fatal_classes() -> None:
         "OAuthRequiredError",
         "OAuthTokenRefused",
         "TokenRefreshRefused",
+        "SignInError",
         "CertificateError",
         "StartTlsUnavailableError",
     }

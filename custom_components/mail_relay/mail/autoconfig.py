@@ -26,9 +26,10 @@ from urllib.parse import quote
 import aiohttp
 
 from .dns import DnsError, DnsResolver
+from .errors import SignInError
 from .models import DEFAULT_PORTS, Protocol, Security
 from .oauth.endpoints import OAuthProvider, declared
-from .oauth.http import SignInError, read_bounded
+from .oauth.http import read_bounded
 from .providers import (
     Provider,
     ServerPreset,

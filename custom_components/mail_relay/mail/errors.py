@@ -130,3 +130,23 @@ class UnconfirmedSendError(MailError):
 
 class MessageNotFoundError(ProtocolError):
     """No message with that UID in the folder (moved, deleted, or never there)."""
+
+
+type SignInReason = Literal["denied", "expired", "client", "config", "state", "refused"]
+
+
+class SignInError(MailError):
+    """A sign-in did not give tokens: the user must start it again or fix it.
+
+    ``reason``: ``"denied"`` (the user or the server said no), ``"expired"``
+    (the code ran out), ``"client"`` (the client id or secret was refused),
+    ``"config"`` (unusable endpoints or metadata), ``"state"`` (a redirect that
+    does not belong to this sign-in), ``"refused"`` (any other refusal).
+    """
+
+    fatal: ClassVar[bool] = True
+
+    def __init__(self, reason: SignInReason, message: str) -> None:
+        """Keep the reason for hosts to pick their message."""
+        super().__init__(message)
+        self.reason: SignInReason = reason

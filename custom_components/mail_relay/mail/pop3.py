@@ -45,7 +45,7 @@ import poplib
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final
@@ -511,20 +511,8 @@ class Pop3Poller:
         ``on_message`` is awaited on the event loop for each new message, oldest
         first; its exceptions end the poll uncommitted and are re-raised.
         """
-        async with self._lock:
-            try:
-                async with asyncio.timeout(self._session_deadline):
-                    client = await self._connect()
-                    try:
-                        result = await self._session(client, on_message)
-                    except BaseException:
-                        await self._discard(client)
-                        raise
-            except TimeoutError:
-                raise MailTimeoutError(
-                    "The POP3 session took longer than"
-                    f" {self._session_deadline:g} s; the server is too slow"
-                ) from None
+        async with self._bounded_session() as client:
+            result = await self._session(client, on_message)
         if self._on_check is not None:
             self._on_check()
         return result
@@ -536,15 +524,24 @@ class Pop3Poller:
         flight (one session at a time: servers lock the maildrop) and
         changes nothing on the server.
         """
+        async with self._bounded_session() as client:
+            raw = await self._call(client, partial(self._retrieve, client, uidl, limit))
+            await self._call(client, client.quit_session)
+        return raw
+
+    @contextlib.asynccontextmanager
+    async def _bounded_session(self) -> AsyncIterator[_Client]:
+        """One session at a time (servers lock the maildrop), within the deadline.
+
+        A failure, the deadline included, discards the connection; the
+        deadline is reported as the server being too slow.
+        """
         async with self._lock:
             try:
                 async with asyncio.timeout(self._session_deadline):
                     client = await self._connect()
                     try:
-                        raw = await self._call(
-                            client, partial(self._retrieve, client, uidl, limit)
-                        )
-                        await self._call(client, client.quit_session)
+                        yield client
                     except BaseException:
                         await self._discard(client)
                         raise
@@ -553,7 +550,6 @@ class Pop3Poller:
                     "The POP3 session took longer than"
                     f" {self._session_deadline:g} s; the server is too slow"
                 ) from None
-        return raw
 
     @staticmethod
     def _retrieve(client: _Client, uidl: str, limit: int) -> bytes | None:

@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from ..errors import TokenServiceUnavailable
+from ..errors import SignInError, TokenServiceUnavailable
 from .endpoints import OAuthProvider
 from .http import (
     DEFAULT_TIMEOUT,
     OAuthHttp,
-    SignInError,
     clean,
     is_refusal,
     require_https,

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from .http import OAuthHttp, SignInError, require_https, unavailable
+from ..errors import SignInError
+from .http import OAuthHttp, require_https, unavailable
 
 MICROSOFT_LOGIN = "https://login.microsoftonline.com"
 # One token serves IMAP, POP3 and SMTP; Graph scopes would change its audience.

@@ -16,12 +16,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-from typing import Any, ClassVar, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from ..errors import MailError, TokenServiceUnavailable
+from ..errors import SignInError, TokenServiceUnavailable
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -30,25 +30,6 @@ MAX_OAUTH_BYTES = 64 * 1024
 # Characters kept of a server's error_description.
 MAX_ERROR_TEXT = 200
 DEFAULT_TIMEOUT = 15.0
-
-type SignInReason = Literal["denied", "expired", "client", "config", "state", "refused"]
-
-
-class SignInError(MailError):
-    """A sign-in did not give tokens: the user must start it again or fix it.
-
-    ``reason``: ``"denied"`` (the user or the server said no), ``"expired"``
-    (the code ran out), ``"client"`` (the client id or secret was refused),
-    ``"config"`` (unusable endpoints or metadata), ``"state"`` (a redirect that
-    does not belong to this sign-in), ``"refused"`` (any other refusal).
-    """
-
-    fatal: ClassVar[bool] = True
-
-    def __init__(self, reason: SignInReason, message: str) -> None:
-        """Keep the reason for hosts to pick their message."""
-        super().__init__(message)
-        self.reason: SignInReason = reason
 
 
 def is_loopback(host: str) -> bool:

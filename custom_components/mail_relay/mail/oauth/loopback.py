@@ -20,8 +20,9 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
+from ..errors import SignInError, SignInReason
 from .endpoints import OAuthProvider
-from .http import DEFAULT_TIMEOUT, SignInError, SignInReason, clean
+from .http import DEFAULT_TIMEOUT, clean
 from .tokens import OAuthClient, TokenSet, exchange_code
 
 DEFAULT_SIGN_IN_TIMEOUT = 300.0

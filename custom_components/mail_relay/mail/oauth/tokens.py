@@ -15,13 +15,11 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from ..errors import TokenRefreshRefused
+from ..errors import SignInError, SignInReason, TokenRefreshRefused
 from .endpoints import OAuthProvider
 from .http import (
     DEFAULT_TIMEOUT,
     OAuthHttp,
-    SignInError,
-    SignInReason,
     describe_error,
     is_refusal,
     unavailable,
