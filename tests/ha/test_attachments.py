@@ -30,6 +30,7 @@ from custom_components.mail_relay.const import (
     DOMAIN,
     EVENT_NEW_MAIL,
 )
+from custom_components.mail_relay.mail.pop3 import Pop3Poller
 from tests.ha.helpers import wait_for
 from tests.mailserver import DovecotServer, MailUser, TestCertificate
 from tests.mailserver.proxy import FaultyProxy
@@ -601,8 +602,16 @@ async def test_pop3_whole_read_given_up_keeps_the_session_sane(
         hass, entry_factory(mail_user, protocol="pop3", options=options)
     )
     coordinator = entry.runtime_data.coordinator
-    # Past the folder check, within the 7.6 MB read.
-    monkeypatch.setattr(saving, "AUTO_SAVE_DEADLINE", 0.05)
+    # A server slow to start its answer: the read (in its thread) cannot end
+    # before the deadline, wherever the load puts the folder check before it.
+    read_whole = Pop3Poller._read_whole
+
+    def slow_read(client: Any, number: int, limit: int) -> bytes | None:
+        time.sleep(2.5)
+        return read_whole(client, number, limit)
+
+    monkeypatch.setattr(Pop3Poller, "_read_whole", staticmethod(slow_read))
+    monkeypatch.setattr(saving, "AUTO_SAVE_DEADLINE", 2.0)
     large = hostile_mail("Trop long").replace(
         b"Voici la facture.", b"\r\n".join([b"x" * 76] * 100_000), 1
     )
@@ -615,6 +624,7 @@ async def test_pop3_whole_read_given_up_keeps_the_session_sane(
     await wait_for(hass, lambda: "connection to 127.0.0.1 lost" in caplog.text)
 
     monkeypatch.setattr(saving, "AUTO_SAVE_DEADLINE", 60.0)
+    monkeypatch.setattr(Pop3Poller, "_read_whole", staticmethod(read_whole))
     await hass.async_add_executor_job(
         dovecot.deliver, mail_user, hostile_mail("Normal")
     )
