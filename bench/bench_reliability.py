@@ -27,7 +27,7 @@ from custom_components.mail_relay.const import (
     DOMAIN,
     EVENT_NEW_MAIL,
 )
-from custom_components.mail_relay.mail.imap.watcher import DEFAULT_TIMEOUT, IDLE_RENEW
+from custom_components.mail_relay.mail.options import ImapWatchOptions, Timeouts
 from tests.mailserver import DovecotServer
 from tests.mailserver.proxy import FaultyProxy, Mode
 
@@ -91,7 +91,8 @@ async def bench_blackhole(
             "mail_relay": {
                 "noticed": noticed,
                 "detect_s": round(detect_s, 1),
-                "bound_s": IDLE_RENEW + DEFAULT_TIMEOUT,
+                # The watcher's dead_link_bound with the defaults: a renewal, then an answer.
+                "bound_s": ImapWatchOptions().idle_renew + Timeouts().io,
                 "reported_after_link_back_s": round(reported_s, 1),
                 "copies": copies,
             },

@@ -246,15 +246,17 @@ class ImapClient(ImapConnection):
 
     # -- searching and fetching ----------------------------------------------
 
-    async def uidnext(self, folder: str) -> int | None:
+    async def uidnext(self, folder: str, *, fresh: bool = False) -> int | None:
         """Return the folder's UIDNEXT now (``STATUS``); None if the server will not say.
 
         For the selected folder a NOOP comes first: servers answer STATUS
         there from the session's view (RFC 3501 advises against asking it at
         all), which lags behind mail delivered since the last command, so a
-        stale UIDNEXT would hide that mail until the next change.
+        stale UIDNEXT would hide that mail until the next change. ``fresh``:
+        the server has just announced new mail (EXISTS), so its view holds it
+        and the NOOP's round trip is saved (mail after that is announced too).
         """
-        if folder == self.selected:
+        if folder == self.selected and not fresh:
             async with self._lock:
                 await self._execute(self._command("NOOP"))  # a refusal changes nothing
         found = await self.status(folder, "UIDNEXT")

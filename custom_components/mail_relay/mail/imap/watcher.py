@@ -537,8 +537,8 @@ class ImapWatcher:
                     # arrived before the new NOTIFY: looked at once more below.
                     await self._set_notify(client)
                     renotified = self._settling = True
-            client.take_new_mail_hint()
-            await self._sync_folder(client, first)
+            announced = client.take_new_mail_hint()
+            await self._sync_folder(client, first, fresh=announced)
             first.unseen = await client.unread_count()
             counts = [f.unseen for f in self._folders if f.unseen is not None]
             self._set_status(unread=sum(counts))
@@ -568,8 +568,13 @@ class ImapWatcher:
         await self._sync_folder(client, folder)
         folder.unseen = await client.unread_count()
 
-    async def _sync_folder(self, client: ImapClient, folder: _Folder) -> None:
+    async def _sync_folder(
+        self, client: ImapClient, folder: _Folder, *, fresh: bool = False
+    ) -> None:
         """Report every message above the selected folder's mark.
+
+        ``fresh``: the server has just announced new mail in it (see
+        ``ImapClient.uidnext``).
 
         The folder's UIDNEXT, asked first, bounds the search: each round
         covers at most ``SEARCH_WINDOW`` UIDs below it, and the mark moves to
@@ -580,7 +585,7 @@ class ImapWatcher:
         if folder.renumbered is not None:
             await self._catch_up_renumbered(client, folder, *folder.renumbered)
             folder.renumbered = None
-        uidnext = await client.uidnext(folder.name)
+        uidnext = await client.uidnext(folder.name, fresh=fresh)
         while True:
             mark = folder.state.last_uid
             found = await client.new_uids(mark, uidnext)
