@@ -105,6 +105,10 @@ def child_environment(**extra: str) -> dict[str, str]:
     return env | extra
 
 
+# The stack of the upstream frontend race that errors_in_log leaves out.
+_ADD_DIALOG_RACE = ("reading 'domain'", "dialog-add-integration.ts")
+
+
 class StaticIspdb:
     """An ISP database as an organisation would host it: files on a web server.
 
@@ -261,14 +265,25 @@ class HomeAssistantProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     def errors_in_log(self) -> list[str]:
-        """Return the ERROR lines Mail Relay or the frontend wrote."""
-        text = self.log_file.read_text(errors="replace")
-        return [
-            line
-            for line in text.splitlines()
-            if " ERROR " in line
-            and ("mail_relay" in line or "frontend" in line or "config_entries" in line)
-        ]
+        """Return the ERROR lines Mail Relay or the frontend wrote.
+
+        One frontend error is left out: 2025.4's "Add integration" dialog
+        sometimes throws while its list re-renders under typing
+        (``dialog-add-integration.ts`` reading ``domain`` of an undefined
+        item), a race of its own, whatever the integration.
+        """
+        lines = self.log_file.read_text(errors="replace").splitlines()
+        errors = []
+        for i, line in enumerate(lines):
+            if " ERROR " not in line or not (
+                "mail_relay" in line or "frontend" in line or "config_entries" in line
+            ):
+                continue
+            details = "\n".join(lines[i + 1 : i + 4])
+            if "frontend" in line and all(s in details for s in _ADD_DIALOG_RACE):
+                continue
+            errors.append(line)
+        return errors
 
     # -- HTTP ------------------------------------------------------------
 

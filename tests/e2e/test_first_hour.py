@@ -314,14 +314,22 @@ class DeviceTriggerAuthor(Newcomer):
         from playwright.sync_api import expect
 
         page = self.page
-        picker.click()
         search = picker.locator("ha-picker-combo-box input")
         choice = page.get_by_role("option", name=re.compile(re.escape(name))).or_(
             picker.locator("ha-picker-combo-box ha-combo-box-item").filter(
                 has_text=name
             )
         )
-        expect(search.or_(choice).first).to_be_visible()
+        # A picker that has just appeared (the device's triggers still
+        # loading) may swallow the first click: click again, as a person would.
+        for attempt in range(3):
+            picker.click()
+            try:
+                expect(search.or_(choice).first).to_be_visible(timeout=5_000)
+                break
+            except AssertionError:
+                if attempt == 2:
+                    raise
         if search.is_visible():
             search.fill(name)
         choice.first.click()
