@@ -392,6 +392,9 @@ class ImapClient(ImapConnection):
             last = await self.search_since(fetched[-1] - 1)
         except ProtocolError:
             return False
+        if uidnext is not None:
+            # Mail delivered during the probe is no disagreement.
+            last = [uid for uid in last if uid < uidnext]
         return everything == fetched and last == fetched[-1:]
 
     async def existing(self, uids: list[int]) -> set[int]:
